@@ -1,0 +1,102 @@
+"""The `triage` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from triage import __version__
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="triage",
+        description="Crash triage for fleets of Python programs, from ELF core dumps.",
+    )
+    parser.add_argument("--version", action="version", version=f"triage {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    core = sub.add_parser(
+        "core",
+        help="analyse one core file",
+        description="Analyse one core file (plain, gzip, zstd, xz or lz4; recognised by content).",
+    )
+    core.add_argument("core", metavar="CORE", help="the core file")
+    core.add_argument(
+        "executable",
+        metavar="EXECUTABLE",
+        nargs="?",
+        help="the executable that ran (default: the one named in the core)",
+    )
+    where = core.add_mutually_exclusive_group()
+    where.add_argument(
+        "--lib-search-path",
+        metavar="PATHS",
+        help="colon-separated directories to search for mapped libraries by file name",
+    )
+    where.add_argument(
+        "--lib-search-root",
+        metavar="DIR",
+        help="a directory searched recursively for libraries; also tried as a sysroot",
+    )
+    core.add_argument(
+        "-v", "--verbose", action="count", default=0, help="say where each library was found"
+    )
+    core.add_argument("--no-color", action="store_true", help="never colour (also: NO_COLOR)")
+    core.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    core.set_defaults(func=cmd_core)
+    return parser
+
+
+def cmd_core(args: argparse.Namespace) -> int:
+    from triage.engine import analyze_core
+    from triage.render import render_text, render_warnings, use_color
+
+    report = analyze_core(
+        args.core,
+        args.executable,
+        lib_search_path=args.lib_search_path,
+        lib_search_root=args.lib_search_root,
+    )
+    if args.format == "json":
+        from triage.report import to_json
+
+        sys.stdout.write(to_json(report) + "\n")
+        if report.error is not None:
+            _error_line(report.error.message)
+        return EXIT_ERROR if report.error else EXIT_OK
+    color = use_color(sys.stdout, args.no_color)
+    render_warnings(report, color=use_color(sys.stderr, args.no_color))
+    sys.stdout.write(render_text(report, color=color, verbose=args.verbose))
+    sys.stdout.flush()
+    if report.error is not None:
+        _error_line(report.error.message)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _error_line(message: str) -> None:
+    sys.stderr.write("triage: error: " + " ".join(message.split()) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("triage: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Core files: decompression, ELF notes, memory, mapped files, build-ids."""

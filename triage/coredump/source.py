@@ -1,0 +1,146 @@
+"""Open a core file as given: plain ELF, or gzip/zstd/xz/lz4 recognised by content.
+
+A compressed core is streamed into an anonymous temporary file (created, then unlinked at once,
+so it disappears on every exit path, even SIGKILL) and served from there through mmap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from triage.errors import CoreFileError
+
+MAGICS: tuple[tuple[bytes, str], ...] = (
+    (b"\x7fELF", "none"),
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+)
+CHUNK = 1 << 20
+
+
+@dataclass
+class OpenedCore:
+    """A core ready to read: its bytes as a read-only mmap, and what it was on disk."""
+
+    path: str
+    size: int
+    compression: str
+    data: mmap.mmap | bytes
+
+    @property
+    def uncompressed_size(self) -> int:
+        return len(self.data)
+
+
+def sniff(head: bytes) -> str | None:
+    """The compression (or "none" for plain ELF) named by a file's first bytes, else None."""
+    for magic, name in MAGICS:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def decompressor(stream: BinaryIO, compression: str) -> BinaryIO:
+    """A file-like object giving the decompressed bytes of `stream`."""
+    if compression == "gzip":
+        import gzip
+
+        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+    if compression == "xz":
+        import lzma
+
+        return lzma.LZMAFile(stream, "rb")  # type: ignore[return-value]
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(stream, read_size=CHUNK)  # type: ignore[return-value]
+    if compression == "lz4":
+        import lz4.frame
+
+        return lz4.frame.LZ4FrameFile(stream, "rb")  # type: ignore[return-value]
+    raise ValueError(f"unknown compression {compression!r}")
+
+
+def _check_path(path: str) -> os.stat_result:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CoreFileError(
+            "file_not_found", f"core file {path} does not exist; check the path"
+        ) from None
+    except PermissionError:
+        raise CoreFileError(
+            "permission_denied", f"core file {path} is not readable: permission denied"
+        ) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CoreFileError(
+            "is_a_directory", f"{path} is a directory; give the path of one core file"
+        )
+    if st.st_size == 0:
+        raise CoreFileError(
+            "empty_file", f"core file {path} is empty (0 bytes); the dump failed or was cut"
+        )
+    return st
+
+
+@contextlib.contextmanager
+def open_core(path: str) -> Iterator[OpenedCore]:
+    """Open `path` as a core, decompressing if needed; everything is released on exit."""
+    st = _check_path(path)
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed in finally
+    except OSError as exc:
+        raise CoreFileError("unreadable", f"cannot open core file {path}: {exc.strerror}") from None
+    try:
+        compression = sniff(f.read(8))
+        f.seek(0)
+        if compression is None:
+            raise CoreFileError(
+                "not_elf",
+                f"{path} is not an ELF core file nor a gzip/zstd/xz/lz4 archive of one",
+            )
+        if compression == "none":
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        else:
+            data = _inflate(f, compression, path)
+        try:
+            yield OpenedCore(path, st.st_size, compression, data)
+        finally:
+            data.close()
+    finally:
+        f.close()
+
+
+def _inflate(f: BinaryIO, compression: str, path: str) -> mmap.mmap:
+    """Stream-decompress into an already-unlinked temporary file and map it."""
+    import shutil
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix="triage-core-")
+    os.unlink(tmp)
+    with os.fdopen(fd, "w+b") as out:
+        try:
+            with decompressor(f, compression) as src:
+                shutil.copyfileobj(src, out, CHUNK)
+        except (OSError, EOFError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise CoreFileError(
+                    "decompression_failed", f"cannot decompress {path}: {exc.strerror}"
+                ) from None
+            raise CoreFileError(
+                "decompression_failed",
+                f"{path} is a damaged or truncated {compression} archive ({exc}); "
+                f"recompress it from the original core",
+            ) from None
+        out.flush()
+        if out.tell() == 0:
+            raise CoreFileError("empty_file", f"{path} decompresses to nothing ({compression})")
+        return mmap.mmap(out.fileno(), 0, access=mmap.ACCESS_READ)

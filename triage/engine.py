@@ -1,0 +1,150 @@
+"""One core in, one CoreReport out: the layers put together, errors turned into report fields."""
+
+from __future__ import annotations
+
+import time
+
+from triage import __version__
+from triage.coredump.corefile import CoreFile, parse_core
+from triage.coredump.executable import find_executable
+from triage.coredump.images import build_id_in_core, build_id_of_file, loaded_images
+from triage.coredump.locate import LibrarySearch, locate
+from triage.coredump.memory import CoreMemory
+from triage.coredump.signals import core_cause
+from triage.coredump.source import open_core
+from triage.errors import CoreFileError, TriageError
+from triage.report import (
+    CoreFileInfo,
+    CoreReport,
+    ErrorInfo,
+    LibraryReport,
+    ProcessInfo,
+    SignalInfo,
+    ThreadReport,
+)
+
+
+def analyze_core(
+    path: str,
+    executable: str | None = None,
+    *,
+    lib_search_path: str | None = None,
+    lib_search_root: str | None = None,
+) -> CoreReport:
+    """Analyse the core at `path`. Never raises for bad input: the report's `error` says why."""
+    started = time.perf_counter()
+    report = CoreReport(core=CoreFileInfo(path=path, size=0), triage_version=__version__)
+    try:
+        with open_core(path) as opened:
+            report.core = CoreFileInfo(
+                path=path,
+                size=opened.size,
+                compression=opened.compression,  # type: ignore[arg-type]
+                uncompressed_size=opened.uncompressed_size,
+            )
+            core = parse_core(opened)
+            _describe_process(report, core)
+            truncated = core.truncation()
+            if truncated:
+                raise CoreFileError("truncated_core", truncated)
+            search = LibrarySearch.from_options(lib_search_path, lib_search_root)
+            report.library_search_path = list(search.path)
+            memory = CoreMemory(core)
+            try:
+                exe = find_executable(core, memory, executable)
+                report.executable = exe.path
+                report.executable_source = exe.source  # type: ignore[assignment]
+                files = _locate_images(report, core, memory, search, exe.mapping_path, executable)
+                memory = CoreMemory(core, files)
+            finally:
+                memory.close()
+    except TriageError as exc:
+        report.error = ErrorInfo(kind=exc.kind, message=exc.message)
+    except Exception as exc:  # a bug in triage: still one report, never a traceback
+        report.error = ErrorInfo(
+            kind="internal_error",
+            message=f"internal error ({type(exc).__name__}: {exc}); please report it with the core",
+        )
+    report.analysis_seconds = round(time.perf_counter() - started, 6)
+    return report
+
+
+def _describe_process(report: CoreReport, core: CoreFile) -> None:
+    ps = core.process
+    first = core.threads[0] if core.threads else None
+    pid = ps.pid if ps else (first.tid if first else 0)
+    if ps is not None:
+        report.process = ProcessInfo(
+            pid=ps.pid,
+            ppid=ps.ppid,
+            sid=ps.sid,
+            pgrp=ps.pgrp,
+            uid=ps.uid,
+            gid=ps.gid,
+            state=ps.sname,
+            zombie=ps.zombie,
+            nice=ps.nice,
+            flags=ps.flags,
+            executable=ps.fname,
+            arguments=ps.psargs,
+        )
+    cause = core_cause(core.siginfo, first, pid)
+    report.signal = SignalInfo(
+        number=cause.number,
+        name=cause.name,
+        code=cause.code,
+        errno=cause.errno,
+        sender_pid=cause.sender_pid,
+        sender_uid=cause.sender_uid,
+        fault_address=cause.fault_address,
+        origin=cause.origin,  # type: ignore[arg-type]
+        description=cause.description,
+    )
+    crashed = cause.origin != "on_demand"
+    report.threads = [
+        ThreadReport(tid=t.tid, crashed=crashed and i == 0) for i, t in enumerate(core.threads)
+    ]
+
+
+def _locate_images(
+    report: CoreReport,
+    core: CoreFile,
+    memory: CoreMemory,
+    search: LibrarySearch,
+    exe_mapping: str | None,
+    exe_given: str | None,
+) -> dict[str, str]:
+    """Find every mapped file on this machine; record misses and build-id mismatches."""
+    files: dict[str, str] = {}
+    for image in loaded_images(core.mappings):
+        core_id = build_id_in_core(memory, image.start)
+        if exe_given is not None and image.path == exe_mapping:
+            found_id = build_id_of_file(exe_given)
+            matches = None if core_id is None or found_id is None else core_id == found_id
+            found = (exe_given, found_id, matches)
+        else:
+            loc = locate(image.path, core_id, search)
+            found = (loc.found_path, loc.found_build_id, loc.build_id_matches)
+        found_path, found_id, matches = found
+        report.libraries.append(
+            LibraryReport(
+                path=image.path,
+                start=image.start,
+                found_path=found_path,
+                build_id=core_id,
+                found_build_id=found_id,
+                build_id_matches=matches,
+            )
+        )
+        if found_path is None:
+            report.missing_libraries.append(image.path)
+            report.warnings.append(f"Failed to locate {image.path}")
+            continue
+        files[image.path] = found_path
+        if matches is False:
+            report.mismatched_libraries.append(image.path)
+            report.warnings.append(
+                f"{found_path} is not the build that was loaded as {image.path} "
+                f"(build-id {found_id} on disk, {core_id} in the core)"
+            )
+    return files

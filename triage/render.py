@@ -1,0 +1,81 @@
+"""Text output of a CoreReport, in the shape PyStack users know."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+from triage.report import CoreReport
+
+BOLD, RED, YELLOW, RESET = "\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
+
+
+def use_color(stream: TextIO, no_color: bool) -> bool:
+    """Colour only on a terminal, never with --no-color or NO_COLOR set (no-color.org)."""
+    if no_color or os.environ.get("NO_COLOR"):
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+class Painter:
+    """Wraps text in ANSI codes, or not."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, text: str, *codes: str) -> str:
+        if not self.enabled or not codes:
+            return text
+        return "".join(codes) + text + RESET
+
+
+def render_text(report: CoreReport, *, color: bool = False, verbose: int = 0) -> str:
+    """The report as a person reads it on stdout."""
+    paint = Painter(color)
+    lines: list[str] = []
+    if report.executable and report.executable_source == "core":
+        lines.append(f"Using executable found in the core file: {report.executable}")
+        lines.append("")
+    if verbose and report.library_search_path:
+        lines.append("Library search path: " + ":".join(report.library_search_path))
+    if verbose:
+        for lib in report.libraries:
+            where = lib.found_path or "NOT FOUND"
+            lines.append(f"  {lib.path} -> {where} (build-id {lib.build_id or 'unknown'})")
+        if report.libraries:
+            lines.append("")
+    p = report.process
+    if p is not None:
+        lines += [
+            paint("Core file information:", BOLD),
+            f"state: {p.state} zombie: {p.zombie} niceness: {p.nice}",
+            f"pid: {p.pid} ppid: {p.ppid} sid: {p.sid}",
+            f"uid: {p.uid} gid: {p.gid} pgrp: {p.pgrp}",
+            f"executable: {p.executable} arguments: {p.arguments}",
+            "",
+        ]
+    if report.signal is not None:
+        crashed = report.signal.origin != "on_demand"
+        lines.append(
+            paint(report.signal.description, BOLD, RED) if crashed else report.signal.description
+        )
+    if report.threads and report.error is None:
+        tids = [f"{t.tid} (crashed)" if t.crashed else str(t.tid) for t in report.threads]
+        lines.append(f"Threads ({len(tids)}): " + ", ".join(tids))
+    return "\n".join(lines) + "\n"
+
+
+def render_warnings(
+    report: CoreReport, stream: TextIO = sys.stderr, *, color: bool = False
+) -> None:
+    """Warnings go to stderr, one per line, so stdout stays the report."""
+    paint = Painter(color)
+    for w in report.warnings:
+        stream.write(paint("WARNING: ", YELLOW) + w + "\n")
+    if report.missing_libraries:
+        stream.write(
+            paint("WARNING: ", YELLOW)
+            + f"{len(report.missing_libraries)} mapped file(s) not found; if the core comes from "
+            "another machine, pass --lib-search-path or --lib-search-root\n"
+        )

@@ -1,0 +1,167 @@
+"""The report of one core: the JSON output and the Parquet row.
+
+The models are typed stdlib dataclasses, validated, serialised and described (JSON Schema) by
+pydantic through `adapter()`. They are not `BaseModel` subclasses on purpose: importing
+pydantic's BaseModel costs 150-220 ms on our machines, more than PyStack's whole `pystack core`
+run, and `triage core` in text mode never needs it. JSON output, Parquet rows and schema export
+go through `adapter()`, which imports pydantic on first use. Field documentation is written as
+attribute docstrings, which pydantic reads (`use_attribute_docstrings`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+SCHEMA_VERSION = 1
+
+Compression = Literal["none", "gzip", "zstd", "xz", "lz4"]
+Origin = Literal["crash", "sent", "signal", "on_demand"]
+
+_CONFIG = {"use_attribute_docstrings": True, "extra": "forbid"}
+
+
+def model(cls: type) -> type:
+    """Declare a report model: a slotted dataclass that pydantic validates with our config."""
+    cls.__pydantic_config__ = _CONFIG  # type: ignore[attr-defined]
+    return dataclass(slots=True)(cls)
+
+
+@model
+class CoreFileInfo:
+    """The core file as given: where, how big on disk, how it was compressed."""
+
+    path: str
+    """Path (or URL) of the core as given."""
+    size: int = 0
+    """Size in bytes of the file as given (the compressed size if compressed)."""
+    compression: Compression = "none"
+    """How the file was compressed, recognised by content."""
+    uncompressed_size: int | None = None
+    """Size in bytes of the ELF core itself."""
+
+
+@model
+class ProcessInfo:
+    """What the kernel recorded of the process (NT_PRPSINFO)."""
+
+    pid: int
+    ppid: int
+    sid: int
+    pgrp: int
+    uid: int
+    gid: int
+    state: str
+    """Process state letter as in ps(1), e.g. 'R', 'S', 't'."""
+    zombie: bool
+    nice: int
+    executable: str
+    """Base name of the executable, at most 15 characters (pr_fname)."""
+    arguments: str
+    """Command line, truncated by the kernel at 80 bytes (pr_psargs)."""
+    flags: int = 0
+
+
+@model
+class SignalInfo:
+    """Why the core was made."""
+
+    number: int
+    """Signal number; 0 when the core names none."""
+    name: str
+    code: int
+    """si_code: 0 SI_USER, -6 SI_TKILL, 0x80 SI_KERNEL, >0 a fault code."""
+    origin: Origin
+    """crash: a fault with an address; sent: by another process; signal: any other signal;
+    on_demand: the process did not crash (gcore and the like)."""
+    description: str
+    """The sentence a person reads, as printed in text mode."""
+    errno: int = 0
+    sender_pid: int | None = None
+    sender_uid: int | None = None
+    fault_address: int | None = None
+
+
+@model
+class ThreadReport:
+    """One thread of the dead process."""
+
+    tid: int
+    """Kernel thread id (as in NT_PRSTATUS)."""
+    crashed: bool
+    """This thread took the signal that made the core."""
+
+
+@model
+class LibraryReport:
+    """One file mapped into the process, and where it was found for analysis."""
+
+    path: str
+    """Path recorded in the core."""
+    start: int
+    """Lowest address mapped from this file."""
+    found_path: str | None = None
+    """The file on this machine used in its place, if any."""
+    build_id: str | None = None
+    """GNU build-id read from the core's memory."""
+    found_build_id: str | None = None
+    """GNU build-id of found_path."""
+    build_id_matches: bool | None = None
+    """Whether found_path is the very build that was loaded (None: not known)."""
+
+
+@model
+class ErrorInfo:
+    """Why the analysis stopped."""
+
+    kind: str
+    """Stable machine-readable kind, e.g. not_elf, truncated_core, wrong_executable."""
+    message: str
+    """One line for a person: the problem and what to do."""
+
+
+@model
+class CoreReport:
+    """Everything triage learnt from one core file."""
+
+    core: CoreFileInfo
+    schema_version: int = SCHEMA_VERSION
+    triage_version: str = ""
+    executable: str | None = None
+    """The executable used for the analysis."""
+    executable_source: Literal["core", "argument"] | None = None
+    process: ProcessInfo | None = None
+    signal: SignalInfo | None = None
+    threads: list[ThreadReport] = field(default_factory=list)
+    libraries: list[LibraryReport] = field(default_factory=list)
+    library_search_path: list[str] = field(default_factory=list)
+    """Directories searched by file name, in order (from --lib-search-path/-root)."""
+    missing_libraries: list[str] = field(default_factory=list)
+    mismatched_libraries: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: ErrorInfo | None = None
+    analysis_seconds: float | None = None
+
+
+@functools.cache
+def adapter() -> TypeAdapter[CoreReport]:
+    """pydantic's validator and serialiser of CoreReport (built once, on first use)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(CoreReport)
+
+
+def to_json(report: CoreReport, *, indent: int | None = 2) -> str:
+    return adapter().dump_json(report, indent=indent).decode()
+
+
+def from_json(text: str | bytes) -> CoreReport:
+    return adapter().validate_json(text)
+
+
+def to_dict(report: CoreReport) -> dict[str, Any]:
+    return adapter().dump_python(report, mode="json")
