@@ -12,6 +12,8 @@ from triage.coredump.locate import LibrarySearch, locate
 from triage.coredump.memory import CoreMemory
 from triage.coredump.signals import core_cause
 from triage.coredump.source import open_core
+from triage.cpython.interpreter import read_python
+from triage.describe import describe_python
 from triage.errors import CoreFileError, TriageError
 from triage.report import (
     CoreFileInfo,
@@ -30,8 +32,14 @@ def analyze_core(
     *,
     lib_search_path: str | None = None,
     lib_search_root: str | None = None,
+    python: bool = True,
+    exhaustive: bool = False,
 ) -> CoreReport:
-    """Analyse the core at `path`. Never raises for bad input: the report's `error` says why."""
+    """Analyse the core at `path`. Never raises for bad input: the report's `error` says why.
+
+    `python=False` stops after the core-file information (no interpreter model);
+    `exhaustive` lets the interpreter search scan all of memory when symbols do not help.
+    """
     started = time.perf_counter()
     report = CoreReport(core=CoreFileInfo(path=path, size=0), triage_version=__version__)
     try:
@@ -55,7 +63,17 @@ def analyze_core(
                 report.executable = exe.path
                 report.executable_source = exe.source  # type: ignore[assignment]
                 files = _locate_images(report, core, memory, search, exe.mapping_path, executable)
-                memory = CoreMemory(core, files)
+                memory.add_files(files)
+                if python:
+                    state = read_python(
+                        memory,
+                        loaded_images(core.mappings),
+                        files,
+                        exe.mapping_path,
+                        [t.tid for t in core.threads],
+                        exhaustive=exhaustive,
+                    )
+                    describe_python(report, state)
             finally:
                 memory.close()
     except TriageError as exc:

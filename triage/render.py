@@ -6,9 +6,10 @@ import os
 import sys
 from typing import TextIO
 
-from triage.report import CoreReport
+from triage.report import CoreReport, ThreadReport
 
-BOLD, RED, YELLOW, RESET = "\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[0m"
+BOLD, RED, GREEN, YELLOW, CYAN = "\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m"
+RESET = "\x1b[0m"
 
 
 def use_color(stream: TextIO, no_color: bool) -> bool:
@@ -60,10 +61,72 @@ def render_text(report: CoreReport, *, color: bool = False, verbose: int = 0) ->
         lines.append(
             paint(report.signal.description, BOLD, RED) if crashed else report.signal.description
         )
-    if report.threads and report.error is None:
-        tids = [f"{t.tid} (crashed)" if t.crashed else str(t.tid) for t in report.threads]
-        lines.append(f"Threads ({len(tids)}): " + ", ".join(tids))
+    lines += render_threads(report, paint)
     return "\n".join(lines) + "\n"
+
+
+def render_threads(report: CoreReport, paint: Painter) -> list[str]:
+    """Tracebacks of every Python thread, grouped by interpreter when there are several."""
+    threads = [t for t in report.threads if t.python]
+    if not threads:
+        if report.threads and report.error is None and report.python_version is None:
+            tids = [f"{t.tid} (crashed)" if t.crashed else str(t.tid) for t in report.threads]
+            return [f"Threads ({len(tids)}): " + ", ".join(tids)]
+        return []
+    lines: list[str] = []
+    interpreters = sorted({t.interpreter_id or 0 for t in threads})
+    sources = SourceCache()
+    for iid in interpreters:
+        if len(interpreters) > 1:
+            lines.append("")
+            lines.append(
+                paint("In the main interpreter" if iid == 0 else f"In interpreter {iid}", BOLD)
+            )
+        for thread in (t for t in threads if (t.interpreter_id or 0) == iid):
+            lines += render_thread(thread, paint, sources)
+    return lines
+
+
+def render_thread(thread: ThreadReport, paint: Painter, sources: SourceCache) -> list[str]:
+    tid = thread.tid if thread.tid is not None else "?"
+    name = f" ({thread.name})" if thread.name else ""
+    status = ", ".join(thread.status)
+    if not thread.frames:
+        return [f"The frame stack for thread {tid}{name} is empty"]
+    head = f"Traceback for thread {tid}{name} [{status}] (most recent call last):"
+    lines = [paint(head, BOLD)]
+    for frame in thread.frames:
+        func = frame.qualname or frame.function
+        where = f"line {frame.line}" if frame.line is not None else "line ?"
+        lines.append(
+            f'    {paint("(Python)", GREEN)} File "{paint(frame.file, CYAN)}", {where}, in '
+            f"{paint(func, YELLOW)}"
+        )
+        source = sources.line(frame.file, frame.line)
+        if source:
+            lines.append(f"        {source}")
+    return lines
+
+
+class SourceCache:
+    """Source lines of files readable on this machine, read once per file."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, list[str] | None] = {}
+
+    def line(self, path: str, line: int | None) -> str | None:
+        if line is None or line < 1:
+            return None
+        if path not in self._files:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    self._files[path] = f.read().splitlines()
+            except (OSError, ValueError):
+                self._files[path] = None
+        lines = self._files[path]
+        if lines is None or line > len(lines):
+            return None
+        return lines[line - 1].strip() or None
 
 
 def render_warnings(

@@ -87,13 +87,42 @@ class SignalInfo:
 
 
 @model
-class ThreadReport:
-    """One thread of the dead process."""
+class FrameReport:
+    """One frame of a thread's stack."""
 
-    tid: int
-    """Kernel thread id (as in NT_PRSTATUS)."""
-    crashed: bool
+    kind: Literal["python", "native"]
+    function: str
+    """co_name for Python frames; the symbol (or ???) for native ones."""
+    file: str
+    line: int | None = None
+    qualname: str | None = None
+    """co_qualname (3.11+): Class.method, outer.<locals>.inner."""
+    column: int | None = None
+    """0-based start column (3.11+), as CPython records it."""
+    end_line: int | None = None
+    end_column: int | None = None
+
+
+@model
+class ThreadReport:
+    """One thread of the dead process, with its Python stack."""
+
+    tid: int | None
+    """Kernel thread id (as in NT_PRSTATUS); None when it could not be told."""
+    crashed: bool = False
     """This thread took the signal that made the core."""
+    name: str | None = None
+    """The Python thread name (threading.Thread.name), when known."""
+    interpreter_id: int | None = None
+    """The interpreter the thread state belongs to (0: the main one); None: no Python."""
+    python: bool = False
+    """The thread has a Python thread state."""
+    holds_gil: bool = False
+    gc_collecting: bool = False
+    status: list[str] = field(default_factory=list)
+    """What the thread was doing, as printed: Thread terminated, Has the GIL, ..."""
+    frames: list[FrameReport] = field(default_factory=list)
+    """Frames, most recent call LAST, as printed."""
 
 
 @model
@@ -134,6 +163,10 @@ class CoreReport:
     executable: str | None = None
     """The executable used for the analysis."""
     executable_source: Literal["core", "argument"] | None = None
+    python_version: str | None = None
+    """The CPython version of the process, as precise as the core tells ("3.12.1")."""
+    python_binary: str | None = None
+    """The file holding the interpreter (libpython or the executable), as recorded."""
     process: ProcessInfo | None = None
     signal: SignalInfo | None = None
     threads: list[ThreadReport] = field(default_factory=list)

@@ -34,6 +34,14 @@ class CoreMemory:
         self._files = dict(files or {})
         self._opened: dict[str, mmap.mmap | None] = {}
 
+    def add_files(self, files: Mapping[str, str]) -> None:
+        """Serve undumped bytes of these mappings (recorded path -> local path) from disk."""
+        self._files.update(files)
+
+    @property
+    def segments(self) -> list[Segment]:
+        return self._segments
+
     def close(self) -> None:
         for m in self._opened.values():
             if m is not None:

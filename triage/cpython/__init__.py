@@ -1,0 +1,1 @@
+"""CPython internals: per-version structure layouts and readers of interpreter state."""

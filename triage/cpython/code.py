@@ -1,0 +1,92 @@
+"""Code objects: file, names, first line and line table, read once per code object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from triage.cpython import linetable
+from triage.cpython.objects import ObjectReader
+from triage.errors import AddressError
+
+
+@dataclass(frozen=True, slots=True)
+class CodeInfo:
+    """What a frame needs of its code object."""
+
+    address: int
+    filename: str
+    name: str
+    qualname: str | None
+    firstlineno: int
+    table: bytes
+    code_start: int
+    """Address of the first code unit (3.11+, where instruction pointers point into the code
+    object itself); 0 before."""
+
+
+class CodeReader:
+    """Reads and caches code objects; knows which line-table format this version uses."""
+
+    def __init__(self, objects: ObjectReader) -> None:
+        self.objects = objects
+        lay = objects.layout
+        co = "PyCodeObject"
+        self.f_filename = lay.offset(co, "co_filename")
+        self.f_name = lay.offset(co, "co_name")
+        self.f_qualname = lay.offset(co, "co_qualname") if lay.has(co, "co_qualname") else None
+        self.f_firstlineno = lay.offset(co, "co_firstlineno")
+        if lay.has(co, "co_code_adaptive"):
+            self.format = "locations"
+            self.f_table = lay.offset(co, "co_linetable")
+            self.code_adaptive = lay.offset(co, "co_code_adaptive")
+        elif lay.has(co, "co_linetable"):
+            self.format = "linetable310"
+            self.f_table = lay.offset(co, "co_linetable")
+        else:
+            self.format = "lnotab"
+            self.f_table = lay.offset(co, "co_lnotab")
+        self.signed_lnotab = lay.version >= (3, 6)
+        self._cache: dict[int, CodeInfo] = {}
+
+    def read(self, address: int) -> CodeInfo:
+        info = self._cache.get(address)
+        if info is None:
+            info = self._read(address)
+            self._cache[address] = info
+        return info
+
+    def _read(self, address: int) -> CodeInfo:
+        objs = self.objects
+        mem = objs.memory
+        if not address or objs.type_name(address) != "code":
+            raise AddressError(address, 0, "not a code object")
+        filename = objs.text(mem.u64(address + self.f_filename))
+        name = objs.text(mem.u64(address + self.f_name))
+        qualname = None
+        if self.f_qualname is not None:
+            qualname = objs.text(mem.u64(address + self.f_qualname))
+        firstlineno = mem.i32(address + self.f_firstlineno)
+        try:
+            table = objs.bytes_value(mem.u64(address + self.f_table))
+        except AddressError:
+            table = b""
+        start = address + self.code_adaptive if self.format == "locations" else 0
+        return CodeInfo(address, filename, name, qualname, firstlineno, table, start)
+
+    def position(self, code: CodeInfo, where: int) -> linetable.Position:
+        """Source position of an instruction.
+
+        `where` is f_lasti in bytes (<= 3.9), f_lasti in code units (3.10), or the index of the
+        code unit the instruction pointer designates (3.11+).
+        """
+        if where < 0:
+            return linetable.Position(code.firstlineno, None, None, None)
+        if self.format == "locations":
+            return linetable.position_from_locations(code.table, code.firstlineno, where)
+        if self.format == "linetable310":
+            line = linetable.line_from_linetable_310(code.table, code.firstlineno, where)
+        else:
+            line = linetable.line_from_lnotab(
+                code.table, code.firstlineno, where, signed_deltas=self.signed_lnotab
+            )
+        return linetable.Position(line, None, None, None)

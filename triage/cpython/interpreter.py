@@ -1,0 +1,299 @@
+"""The interpreter model of a dead process: interpreters, their threads and Python stacks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from triage.coredump.images import LoadedImage
+from triage.coredump.memory import CoreMemory
+from triage.cpython.code import CodeReader
+from triage.cpython.frames import FrameWalker, PyFrame
+from triage.cpython.layout import Layout
+from triage.cpython.objects import ObjectReader
+from triage.cpython.runtime import (
+    PythonBinary,
+    PythonNotFound,
+    detect_version,
+    find_python_binary,
+    interpreter_heads,
+    layout_for,
+    runtime_address,
+)
+from triage.cpython.version import PythonVersion
+from triage.errors import AddressError
+
+MAX_THREADS = 100_000
+MAX_INTERPRETERS = 1_000
+Py_TPFLAGS_DICT_SUBCLASS = 1 << 29
+
+
+@dataclass
+class PyThread:
+    """One Python thread state and its stack."""
+
+    interpreter_id: int
+    tstate: int
+    thread_id: int
+    tid: int | None
+    frames: list[PyFrame] = field(default_factory=list)
+    holds_gil: bool = False
+    gc_collecting: bool = False
+    name: str | None = None
+    terminated: bool = False
+    error: str | None = None
+
+
+@dataclass
+class PythonState:
+    """Everything read of the interpreter(s)."""
+
+    version: PythonVersion
+    binary: str
+    layout_source: str
+    threads: list[PyThread] = field(default_factory=list)
+    finalizing: bool = False
+    gc_collecting: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+class Interpreter:
+    """Reads one CPython runtime out of core memory, given its binary and layout."""
+
+    def __init__(self, memory: CoreMemory, binary: PythonBinary, layout: Layout) -> None:
+        self.memory = memory
+        self.binary = binary
+        self.layout = layout
+        self.objects = ObjectReader(memory, layout)
+        self.codes = CodeReader(self.objects)
+        self.walker = FrameWalker(self.objects, self.codes)
+        lay = layout
+        interp, ts = "PyInterpreterState", "PyThreadState"
+        self.i_next = lay.offset(interp, "next")
+        self.i_id = lay.offset(interp, "id") if lay.has(interp, "id") else None
+        head = "threads.head" if lay.has(interp, "threads.head") else "tstate_head"
+        self.i_threads = lay.offset(interp, head)
+        self.t_next = lay.offset(ts, "next")
+        self.t_interp = lay.offset(ts, "interp")
+        self.t_thread_id = lay.offset(ts, "thread_id")
+        self.t_native = (
+            lay.offset(ts, "native_thread_id") if lay.has(ts, "native_thread_id") else None
+        )
+        self.runtime = runtime_address(binary)
+
+    # -- validation -------------------------------------------------------------------
+
+    def valid_interpreter(self, interp: int) -> bool:
+        """A thread list whose first state points back, or at least a dict of modules."""
+        try:
+            head = self.memory.u64(interp + self.i_threads)
+            if head:
+                return self.memory.u64(head + self.t_interp) == interp
+            return self._modules_is_dict(interp)
+        except AddressError:
+            return False
+
+    def _modules_is_dict(self, interp: int) -> bool:
+        lay = self.layout
+        for name in ("imports.modules", "modules"):
+            if lay.has("PyInterpreterState", name):
+                obj = self.memory.u64(interp + lay.offset("PyInterpreterState", name))
+                if not obj:
+                    return False
+                tp = self.objects.type_of(obj)
+                flags = self.memory.u64(tp + self.objects.tp_flags)
+                return bool(flags & Py_TPFLAGS_DICT_SUBCLASS)
+        return False
+
+    # -- walking ----------------------------------------------------------------------
+
+    def interpreters(self, exhaustive: bool = False) -> list[int]:
+        """Every interpreter state, main interpreter last, as CPython links them."""
+        for head in interpreter_heads(self.memory, self.binary, self.layout):
+            if self.valid_interpreter(head):
+                return self._chain(head, self.i_next, MAX_INTERPRETERS)
+        found = self.scan_for_interpreter(exhaustive)
+        if found:
+            return self._chain(found, self.i_next, MAX_INTERPRETERS)
+        raise PythonNotFound(
+            "interpreter_not_found",
+            f"found {self.binary.path} (Python {self.layout.version[0]}.{self.layout.version[1]}) "
+            f"but no valid interpreter state"
+            + ("" if exhaustive else "; try --exhaustive to search all of memory"),
+        )
+
+    def scan_for_interpreter(self, exhaustive: bool) -> int | None:
+        """Search writable memory for a pointer to something that validates as an interpreter:
+        the binary's own data by default, all dumped memory with `exhaustive`."""
+        regions = []
+        for name in (".data", ".bss", ".PyRuntime"):
+            sec = self.binary.section(name)
+            if sec:
+                regions.append(sec)
+        if exhaustive:
+            regions += [(s.vaddr, s.filesz) for s in self.memory.segments if s.filesz]
+        tried: set[int] = set()
+        for start, size in regions:
+            try:
+                blob = self.memory.read(start, size)
+            except AddressError:
+                continue
+            for i in range(0, len(blob) - 7, 8):
+                ptr = int.from_bytes(blob[i : i + 8], "little")
+                if ptr < 0x10000 or ptr in tried or ptr & 7:
+                    continue
+                tried.add(ptr)
+                if self.memory.segment_at(ptr) is None:
+                    continue
+                if self.valid_interpreter(ptr) and self._modules_is_dict(ptr):
+                    return ptr
+        return None
+
+    def _chain(self, first: int, next_offset: int, limit: int) -> list[int]:
+        out, seen = [], set()
+        node = first
+        while node and node not in seen and len(out) < limit:
+            seen.add(node)
+            out.append(node)
+            try:
+                node = self.memory.u64(node + next_offset)
+            except AddressError:
+                break
+        return out
+
+    def thread_states(self, interp: int) -> list[int]:
+        return self._chain(self.memory.u64(interp + self.i_threads), self.t_next, MAX_THREADS)
+
+    def interpreter_id(self, interp: int) -> int:
+        if self.i_id is None:
+            return 0
+        return self.memory.i64(interp + self.i_id)
+
+    # -- GIL, GC, finalizing ----------------------------------------------------------
+
+    def gil_holder(self, interp: int) -> int | None:
+        """The thread state holding the GIL, if any can be told."""
+        lay, mem = self.layout, self.memory
+        try:
+            if lay.has("PyInterpreterState", "ceval.gil"):
+                gil = mem.u64(interp + lay.offset("PyInterpreterState", "ceval.gil"))
+                if not gil:
+                    return None
+                locked = mem.i32(gil + lay.offset("_gil_runtime_state", "locked"))
+                holder = mem.u64(gil + lay.offset("_gil_runtime_state", "last_holder"))
+                return holder if locked and holder else None
+            if self.runtime is not None and lay.has("_PyRuntimeState", "gilstate.tstate_current"):
+                off = lay.offset("_PyRuntimeState", "gilstate.tstate_current")
+                return mem.u64(self.runtime + off) or None
+            addr = self.binary.address("_PyThreadState_Current")
+            if addr is not None:
+                return mem.u64(addr) or None
+        except AddressError:
+            return None
+        return None
+
+    def gc_collecting(self, interp: int) -> bool:
+        lay, mem = self.layout, self.memory
+        try:
+            if lay.has("PyInterpreterState", "gc.collecting"):
+                return mem.i32(interp + lay.offset("PyInterpreterState", "gc.collecting")) != 0
+            if self.runtime is not None and lay.has("_PyRuntimeState", "gc.collecting"):
+                return mem.i32(self.runtime + lay.offset("_PyRuntimeState", "gc.collecting")) != 0
+            addr = self.binary.address("collecting")
+            if addr is not None:
+                return mem.i32(addr) != 0
+        except AddressError:
+            return False
+        return False
+
+    def finalizing(self) -> bool:
+        lay, mem = self.layout, self.memory
+        try:
+            for name in ("_finalizing", "finalizing"):
+                if self.runtime is not None and lay.has("_PyRuntimeState", name):
+                    return mem.u64(self.runtime + lay.offset("_PyRuntimeState", name)) != 0
+            addr = self.binary.address("_Py_Finalizing")
+            if addr is not None:
+                return mem.u64(addr) != 0
+        except AddressError:
+            return False
+        return False
+
+
+def pthread_tid_offset(memory: CoreMemory, pthread_ids: list[int], tids: set[int]) -> int | None:
+    """Where glibc's `struct pthread` keeps the kernel tid: the offset at which the most
+    pthread_t values point to a known thread id (found once per core)."""
+    votes: Counter[int] = Counter()
+    for pt in pthread_ids:
+        blob = b""
+        for span in (0x1000, 0x800, 0x400):
+            try:
+                blob = memory.read(pt, span)
+                break
+            except AddressError:
+                continue
+        for off in range(0, len(blob) - 3, 4):
+            if int.from_bytes(blob[off : off + 4], "little") in tids:
+                votes[off] += 1
+    if not votes:
+        return None
+    return votes.most_common(1)[0][0]
+
+
+def read_python(
+    memory: CoreMemory,
+    images: list[LoadedImage],
+    files: dict[str, str],
+    executable_mapping: str | None,
+    core_tids: list[int],
+    *,
+    exhaustive: bool = False,
+) -> PythonState:
+    """Read every interpreter and thread; raises PythonNotFound when there is no Python."""
+    binary = find_python_binary(images, files, executable_mapping)
+    if binary is None:
+        raise PythonNotFound(
+            "not_python",
+            "no CPython found in the core: neither a libpython nor an executable exporting "
+            "Py_Initialize was mapped (or found on this machine); if the libraries live "
+            "elsewhere pass --lib-search-path/--lib-search-root or the executable",
+        )
+    ver = detect_version(memory, binary)
+    layout = layout_for(memory, binary, ver)
+    interp = Interpreter(memory, binary, layout)
+    state = PythonState(ver, binary.path, layout.derived_from)
+    tidset = set(core_tids)
+    pending: list[PyThread] = []
+    for istate in interp.interpreters(exhaustive):
+        iid = interp.interpreter_id(istate)
+        holder = interp.gil_holder(istate)
+        collecting = interp.gc_collecting(istate)
+        state.gc_collecting |= collecting
+        for ts in interp.thread_states(istate):
+            thread = PyThread(iid, ts, memory.u64(ts + interp.t_thread_id), None)
+            if interp.t_native is not None:
+                thread.tid = memory.i32(ts + interp.t_native) or None
+            thread.holds_gil = holder == ts
+            thread.gc_collecting = collecting and thread.holds_gil
+            try:
+                thread.frames = interp.walker.frames(ts)
+            except AddressError as exc:
+                thread.error = f"stack unreadable: {exc.message}"
+            pending.append(thread)
+    if interp.t_native is None:
+        offset = pthread_tid_offset(memory, [t.thread_id for t in pending], tidset)
+        for t in pending:
+            if offset is not None:
+                try:
+                    t.tid = memory.i32(t.thread_id + offset)
+                except AddressError:
+                    t.tid = None
+    for t in pending:
+        t.terminated = t.tid is not None and t.tid not in tidset
+    state.threads = pending
+    state.finalizing = interp.finalizing()
+    if state.finalizing:
+        state.warnings.append(
+            "The interpreter was shutting down when the core was made; stacks may be empty"
+        )
+    return state

@@ -1,0 +1,121 @@
+"""Reading Python objects out of a dead process: types, str/unicode, bytes, ints, tuples."""
+
+from __future__ import annotations
+
+from triage.coredump.memory import CoreMemory
+from triage.cpython.layout import Layout
+from triage.errors import AddressError
+
+MAX_STRING = 1 << 16
+
+
+class ObjectReader:
+    """Decodes objects of one interpreter version from core memory."""
+
+    def __init__(self, memory: CoreMemory, layout: Layout) -> None:
+        self.memory = memory
+        self.layout = layout
+        lay = layout
+        self.ob_type = lay.offset("PyObject", "ob_type")
+        self.ob_size = lay.offset("PyVarObject", "ob_size")
+        self.tp_name = lay.offset("PyTypeObject", "tp_name")
+        self.tp_flags = lay.offset("PyTypeObject", "tp_flags")
+        self.py2 = layout.version[0] == 2
+        self._type_names: dict[int, str] = {}
+        if not self.py2:
+            self.u_length = lay.offset("PyASCIIObject", "length")
+            self.u_kind = lay.bitfield("PyASCIIObject", "state.kind")
+            self.u_compact = lay.bitfield("PyASCIIObject", "state.compact")
+            self.u_ascii = lay.bitfield("PyASCIIObject", "state.ascii")
+            self.u_ascii_size = lay.size("PyASCIIObject")
+            self.u_compact_size = lay.size("PyCompactUnicodeObject")
+            self.u_data_any = lay.offset("PyUnicodeObject", "data")
+            self.bytes_sval = lay.offset("PyBytesObject", "ob_sval")
+        else:
+            self.s_sval = lay.offset("PyStringObject", "ob_sval")
+            self.u2_length = lay.offset("PyUnicodeObject", "length")
+            self.u2_str = lay.offset("PyUnicodeObject", "str")
+            self.u2_char = lay.constant("sizeof(Py_UNICODE)")
+        self.tuple_items = lay.offset("PyTupleObject", "ob_item")
+
+    # -- basics -----------------------------------------------------------------------
+
+    def ptr(self, address: int) -> int:
+        return self.memory.u64(address)
+
+    def type_of(self, obj: int) -> int:
+        return self.memory.u64(obj + self.ob_type)
+
+    def type_name(self, obj: int) -> str:
+        """The tp_name of an object's type ('str', 'code', ...)."""
+        tp = self.type_of(obj)
+        name = self._type_names.get(tp)
+        if name is None:
+            raw = self.memory.cstring(self.memory.u64(tp + self.tp_name), 256)
+            name = raw.decode("utf-8", "replace")
+            self._type_names[tp] = name
+        return name
+
+    def size(self, obj: int) -> int:
+        return self.memory.i64(obj + self.ob_size)
+
+    # -- strings ----------------------------------------------------------------------
+
+    def text(self, obj: int, limit: int = MAX_STRING) -> str:
+        """Decode a str (3.x), or a str/unicode (2.7); bytes are decoded as UTF-8."""
+        if not obj:
+            return ""
+        name = self.type_name(obj)
+        if self.py2:
+            if name == "unicode":
+                return self._unicode27(obj, limit)
+            return self._bytes(obj, self.s_sval, limit).decode("utf-8", "surrogateescape")
+        if name == "bytes":
+            return self._bytes(obj, self.bytes_sval, limit).decode("utf-8", "surrogateescape")
+        return self._unicode(obj, limit)
+
+    def bytes_value(self, obj: int, limit: int = 1 << 24) -> bytes:
+        """The contents of a bytes object (a str on 2.7)."""
+        return self._bytes(obj, self.s_sval if self.py2 else self.bytes_sval, limit)
+
+    def _bytes(self, obj: int, sval: int, limit: int) -> bytes:
+        n = self.size(obj)
+        if n < 0 or n > limit:
+            raise AddressError(obj, n, "implausible bytes length")
+        return self.memory.read(obj + sval, n)
+
+    def _unicode(self, obj: int, limit: int) -> str:
+        length = self.memory.i64(obj + self.u_length)
+        if length < 0 or length > limit:
+            raise AddressError(obj, length, "implausible str length")
+        kind_f = self.u_kind
+        state = self.memory.read(obj + kind_f.offset, kind_f.nbytes)
+        kind = kind_f.extract(state)
+        compact = self.u_compact.extract(state)
+        ascii_ = self.u_ascii.extract(state)
+        if kind not in (1, 2, 4):
+            raise AddressError(obj, 0, f"str of unknown kind {kind}")
+        if compact:
+            data = obj + (self.u_ascii_size if ascii_ else self.u_compact_size)
+        else:
+            data = self.memory.u64(obj + self.u_data_any)
+        raw = self.memory.read(data, length * kind)
+        if kind == 1:
+            return raw.decode("ascii" if ascii_ else "latin-1", "replace")
+        return raw.decode("utf-16-le" if kind == 2 else "utf-32-le", "surrogatepass")
+
+    def _unicode27(self, obj: int, limit: int) -> str:
+        length = self.memory.i64(obj + self.u2_length)
+        if length < 0 or length > limit:
+            raise AddressError(obj, length, "implausible unicode length")
+        raw = self.memory.read(self.memory.u64(obj + self.u2_str), length * self.u2_char)
+        return raw.decode("utf-32-le" if self.u2_char == 4 else "utf-16-le", "surrogatepass")
+
+    # -- containers -------------------------------------------------------------------
+
+    def tuple_items(self, obj: int, limit: int = 1 << 16) -> list[int]:
+        n = self.size(obj)
+        if n < 0 or n > limit:
+            raise AddressError(obj, n, "implausible tuple length")
+        raw = self.memory.read(obj + self.tuple_items, 8 * n)
+        return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, 8 * n, 8)]

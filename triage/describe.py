@@ -1,0 +1,58 @@
+"""The interpreter model turned into report fields: threads, statuses and frames."""
+
+from __future__ import annotations
+
+from triage.cpython.frames import PyFrame
+from triage.cpython.interpreter import PythonState, PyThread
+from triage.report import CoreReport, FrameReport, ThreadReport
+
+STATUS_TERMINATED = "Thread terminated"
+STATUS_GIL = "Has the GIL"
+STATUS_GC = "Garbage collecting"
+
+
+def frame_report(frame: PyFrame) -> FrameReport:
+    code = frame.code
+    return FrameReport(
+        kind="python",
+        function=code.name,
+        qualname=code.qualname,
+        file=code.filename,
+        line=frame.line,
+        column=frame.column,
+        end_line=frame.end_line,
+        end_column=frame.end_column,
+    )
+
+
+def statuses(thread: PyThread) -> list[str]:
+    out = []
+    if thread.terminated:
+        out.append(STATUS_TERMINATED)
+    if thread.holds_gil:
+        out.append(STATUS_GIL)
+    if thread.gc_collecting:
+        out.append(STATUS_GC)
+    return out
+
+
+def describe_python(report: CoreReport, state: PythonState) -> None:
+    """Merge the Python threads into the report's threads (matched by kernel tid)."""
+    report.python_version = str(state.version)
+    report.python_binary = state.binary
+    report.warnings.extend(state.warnings)
+    by_tid = {t.tid: t for t in report.threads}
+    for thread in state.threads:
+        row = by_tid.get(thread.tid) if thread.tid is not None else None
+        if row is None:
+            row = ThreadReport(tid=thread.tid)
+            report.threads.append(row)
+        row.python = True
+        row.name = thread.name
+        row.interpreter_id = thread.interpreter_id
+        row.holds_gil = thread.holds_gil
+        row.gc_collecting = thread.gc_collecting
+        row.status = statuses(thread)
+        row.frames = [frame_report(f) for f in reversed(thread.frames)]
+        if thread.error:
+            report.warnings.append(f"thread {thread.tid}: {thread.error}")
