@@ -49,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     core.add_argument("--no-color", action="store_true", help="never colour (also: NO_COLOR)")
     core.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    core.add_argument(
+        "--exhaustive",
+        action="store_true",
+        help="when symbols do not lead to the interpreter, search all of the core's memory",
+    )
+    core.add_argument(
+        "--header-only",
+        action="store_true",
+        help="only the core file information (process, signal, libraries): no stacks",
+    )
     core.set_defaults(func=cmd_core)
     return parser
 
@@ -62,6 +72,8 @@ def cmd_core(args: argparse.Namespace) -> int:
         args.executable,
         lib_search_path=args.lib_search_path,
         lib_search_root=args.lib_search_root,
+        python=not args.header_only,
+        exhaustive=args.exhaustive,
     )
     if args.format == "json":
         from triage.report import to_json

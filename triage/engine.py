@@ -71,6 +71,11 @@ def analyze_core(
                         files,
                         exe.mapping_path,
                         [t.tid for t in core.threads],
+                        build_ids={
+                            lib.path: lib.build_id
+                            for lib in report.libraries
+                            if lib.build_id and lib.build_id_matches
+                        },
                         exhaustive=exhaustive,
                     )
                     describe_python(report, state)

@@ -247,10 +247,14 @@ def read_python(
     executable_mapping: str | None,
     core_tids: list[int],
     *,
+    build_ids: dict[str, str] | None = None,
     exhaustive: bool = False,
 ) -> PythonState:
-    """Read every interpreter and thread; raises PythonNotFound when there is no Python."""
-    binary = find_python_binary(images, files, executable_mapping)
+    """Read every interpreter and thread; raises PythonNotFound when there is no Python.
+
+    `files` maps recorded paths to local files; `build_ids` their verified build-ids (caching).
+    """
+    binary = find_python_binary(images, files, executable_mapping, build_ids)
     if binary is None:
         raise PythonNotFound(
             "not_python",

@@ -48,7 +48,10 @@ class PythonBinary:
 
 
 def find_python_binary(
-    images: list[LoadedImage], files: dict[str, str], executable_mapping: str | None
+    images: list[LoadedImage],
+    files: dict[str, str],
+    executable_mapping: str | None,
+    build_ids: dict[str, str] | None = None,
 ) -> PythonBinary | None:
     """libpythonX.Y if loaded (shared builds), else the executable if it exports CPython."""
     ordered = [i for i in images if _LIBPYTHON.match(i.path.rsplit("/", 1)[-1])]
@@ -58,7 +61,7 @@ def find_python_binary(
         if local is None:
             continue
         try:
-            syms = load_symbols(local)
+            syms = load_symbols(local, (build_ids or {}).get(image.path))
         except (OSError, ValueError):
             continue
         if not any(syms.address_of(n) is not None for n in ("Py_Initialize", "Py_InitializeEx")):

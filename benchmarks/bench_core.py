@@ -1,0 +1,155 @@
+"""Speed of `triage core` against `pystack core` on the same cores, measured in the same run.
+
+    python benchmarks/bench_core.py [--runs N] [--write benchmarks/RESULTS.md]
+
+Makes gcore cores of the test program (2 worker threads) with CPython 3.8 and 3.12 (whichever
+are installed), then times, as whole commands (wall clock, median of N runs):
+
+* `triage core --header-only CORE` and `triage core CORE` against `pystack core CORE`;
+* `triage core --header-only CORE.zst` against `zstd -dc CORE.zst > file` (decompression alone);
+* in one process, the first and the second core of the same interpreter build
+  (`triage.analyze_core`), to show what the per-build caches save.
+
+The machine is shared and noisy: only medians and ratios measured in this run are meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+import corefactory  # noqa: E402
+
+VERSIONS = ((3, 8), (3, 12))
+
+
+# As installed by pip: byte-code compiled once, not at every start (some shells here export
+# PYTHONDONTWRITEBYTECODE, which would make every run of an editable install recompile).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def wall(argv: list[str], runs: int, stdout: int | None = subprocess.DEVNULL) -> float:
+    """Median wall time of a command, after one warm-up run."""
+    times = []
+    for i in range(runs + 1):
+        start = time.perf_counter()
+        subprocess.run(argv, stdout=stdout, stderr=subprocess.DEVNULL, check=False, env=ENV)
+        if i:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def decompress_time(path: str, runs: int, scratch: str) -> float:
+    zstd = shutil.which("zstd")
+    out = os.path.join(scratch, "decompressed")
+    if zstd is None:
+        return float("nan")
+    return wall(["sh", "-c", f'"{zstd}" -q -d -c "{path}" > "{out}"'], runs)
+
+
+def in_process_cache(core_a: str, core_b: str) -> tuple[float, float]:
+    """Seconds for a first and a second core of one build, in one fresh process."""
+    code = (
+        "import json,sys,time\n"
+        "from triage import analyze_core\n"
+        "t=time.perf_counter(); analyze_core(sys.argv[1]); a=time.perf_counter()-t\n"
+        "t=time.perf_counter(); analyze_core(sys.argv[2]); b=time.perf_counter()-t\n"
+        "print(json.dumps([a,b]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, core_a, core_b],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=ENV,
+    )
+    return tuple(json.loads(out.stdout))  # type: ignore[return-value]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--write", metavar="FILE", help="also write the results as Markdown")
+    args = parser.parse_args()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "triage")], check=True)
+    pystack = shutil.which("pystack") or str(Path(sys.executable).parent / "pystack")
+    triage = [sys.executable, "-m", "triage", "core"]
+    interps = {i.version[:2]: i for i in corefactory.find_interpreters() if i.shared}
+    rows, cache_rows, zst_rows = [], [], []
+    with tempfile.TemporaryDirectory(prefix="triage-bench-") as scratch:
+        for ver in VERSIONS:
+            interp = interps.get(ver)
+            if interp is None:
+                print(f"Python {ver[0]}.{ver[1]} not installed: skipped", file=sys.stderr)
+                continue
+            a = corefactory.make_gcore(interp, scratch, threads=2)
+            b = corefactory.make_gcore(interp, scratch, threads=2)
+            t_py = wall([pystack, "core", a.path], args.runs)
+            t_head = wall([*triage, "--header-only", a.path], args.runs)
+            t_full = wall([*triage, a.path], args.runs)
+            rows.append((interp.id, os.path.getsize(a.path), t_py, t_head, t_full))
+            zst = corefactory.compress(a.path, "zstd")
+            t_zst = wall([*triage, "--header-only", zst], args.runs)
+            t_dec = decompress_time(zst, args.runs, scratch)
+            zst_rows.append((interp.id, os.path.getsize(zst), t_dec, t_head, t_zst))
+            firsts, seconds = [], []
+            for _ in range(max(3, args.runs // 2)):
+                first, second = in_process_cache(a.path, b.path)
+                firsts.append(first)
+                seconds.append(second)
+            cache_rows.append((interp.id, statistics.median(firsts), statistics.median(seconds)))
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs, "
+        f"median of {args.runs} runs, gcore cores of tests/programs/target.py with 2 threads.",
+        "",
+        "| core | size | pystack core | triage --header-only | ratio | triage (stacks) | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for ident, size, t_py, t_head, t_full in rows:
+        lines.append(
+            f"| {ident} | {size / 1e6:.0f} MB | {t_py * 1e3:.0f} ms | {t_head * 1e3:.0f} ms | "
+            f"{t_head / t_py:.2f}x | {t_full * 1e3:.0f} ms | {t_full / t_py:.2f}x |"
+        )
+    if rows:
+        med = statistics.median(r[4] / r[2] for r in rows)
+        lines.append(f"\nMedian ratio, full stacks, triage / pystack: **{med:.2f}x**")
+    lines += [
+        "",
+        "| core.zst | size | zstd -dc > file | triage plain | triage .zst | .zst / decompression |"
+        " extra over plain / decompression |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for ident, size, t_dec, t_head, t_zst in zst_rows:
+        lines.append(
+            f"| {ident} | {size / 1e6:.1f} MB | {t_dec * 1e3:.0f} ms | {t_head * 1e3:.0f} ms | "
+            f"{t_zst * 1e3:.0f} ms | {t_zst / t_dec:.2f}x | {(t_zst - t_head) / t_dec:.2f}x |"
+        )
+    lines += [
+        "",
+        "| build | first core (in-process) | second core, same build | speed-up |",
+        "|---|---|---|---|",
+    ]
+    for ident, first, second in cache_rows:
+        lines.append(
+            f"| {ident} | {first * 1e3:.1f} ms | {second * 1e3:.1f} ms | {first / second:.1f}x |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.write:
+        Path(args.write).write_text("# `triage core` benchmark\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
