@@ -75,6 +75,7 @@ class Interpreter:
         self.i_threads = lay.offset(interp, head)
         self.t_next = lay.offset(ts, "next")
         self.t_interp = lay.offset(ts, "interp")
+        self.t_prev = lay.offset(ts, "prev") if lay.has(ts, "prev") else None
         self.t_thread_id = lay.offset(ts, "thread_id")
         self.t_native = (
             lay.offset(ts, "native_thread_id") if lay.has(ts, "native_thread_id") else None
@@ -83,25 +84,36 @@ class Interpreter:
 
     # -- validation -------------------------------------------------------------------
 
-    def valid_interpreter(self, interp: int) -> bool:
-        """A thread list whose first state points back, or at least a dict of modules."""
+    def valid_interpreter(self, interp: int, *, strict: bool = False) -> bool:
+        """A thread list whose first state points back (or, unless `strict`, no threads yet)
+        and, when `strict`, a dict of modules too."""
         try:
             head = self.memory.u64(interp + self.i_threads)
             if head:
-                return self.memory.u64(head + self.t_interp) == interp
-            return self._modules_is_dict(interp)
+                if self.memory.u64(head + self.t_interp) != interp:
+                    return False
+                if self.t_prev is not None and self.memory.u64(head + self.t_prev) != 0:
+                    return False  # the head of the list has no predecessor
+            elif strict:
+                return False
+            if self.i_id is not None and not 0 <= self.memory.i64(interp + self.i_id) < 1 << 20:
+                return False
         except AddressError:
             return False
+        return self._modules_is_dict(interp) if strict or not head else True
 
     def _modules_is_dict(self, interp: int) -> bool:
         lay = self.layout
         for name in ("imports.modules", "modules"):
             if lay.has("PyInterpreterState", name):
-                obj = self.memory.u64(interp + lay.offset("PyInterpreterState", name))
-                if not obj:
+                try:
+                    obj = self.memory.u64(interp + lay.offset("PyInterpreterState", name))
+                    if not obj:
+                        return False
+                    tp = self.objects.type_of(obj)
+                    flags = self.memory.u64(tp + self.objects.tp_flags)
+                except AddressError:
                     return False
-                tp = self.objects.type_of(obj)
-                flags = self.memory.u64(tp + self.objects.tp_flags)
                 return bool(flags & Py_TPFLAGS_DICT_SUBCLASS)
         return False
 
@@ -145,7 +157,7 @@ class Interpreter:
                 tried.add(ptr)
                 if self.memory.segment_at(ptr) is None:
                     continue
-                if self.valid_interpreter(ptr) and self._modules_is_dict(ptr):
+                if self.valid_interpreter(ptr, strict=True):
                     return ptr
         return None
 

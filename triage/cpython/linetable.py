@@ -203,12 +203,34 @@ def position_from_locations(table: bytes, firstlineno: int, instr_index: int) ->
     line = firstlineno
     unit = 0
     pos = 0
-    while pos < len(table):
-        entry = _parse_entry(table, pos, line)
-        if entry is None:
+    size = len(table)
+    while pos < size:
+        first = table[pos]
+        length = (first & 0x07) + 1
+        if unit + length > instr_index or not first & 0x80:
             break
-        length, line, position, pos = entry
-        if instr_index < unit + length:
-            return position
+        # Skip an entry that does not cover instr_index, tracking only the line.
         unit += length
-    return Position(line)
+        code = (first >> 3) & 0x0F
+        pos += 1
+        if code <= _SHORT_MAX:
+            pos += 1
+        elif code <= _ONE_LINE_MAX:
+            line += code - _ONE_LINE_MIN
+            pos += 2
+        elif code != _NO_LOCATION:
+            read = _read_svarint(table, pos)
+            if read is None:
+                return Position(line)
+            delta, pos = read
+            line += delta
+            if code == _LONG:
+                for _ in range(3):
+                    read = _read_varint(table, pos)
+                    if read is None:
+                        return Position(line)
+                    pos = read[1]
+    if pos >= size:
+        return Position(line)
+    entry = _parse_entry(table, pos, line)
+    return Position(line) if entry is None else entry[2]
