@@ -104,6 +104,8 @@ STRUCTS: tuple[StructSpec, ...] = (
     StructSpec("PyObject", ("PyObject", "_object")),
     StructSpec("PyVarObject", ("PyVarObject",)),
     StructSpec("PyTypeObject", ("PyTypeObject", "_typeobject")),
+    StructSpec("PyHeapTypeObject", ("PyHeapTypeObject", "_heaptypeobject")),
+    StructSpec("PyGC_Head", ("PyGC_Head", "_gc_head")),
     StructSpec("PyASCIIObject", ("PyASCIIObject",), since=(3, 3)),
     StructSpec("PyCompactUnicodeObject", ("PyCompactUnicodeObject",), since=(3, 3)),
     StructSpec("PyUnicodeObject", ("PyUnicodeObject",)),

@@ -44,8 +44,11 @@ def describe_python(report: CoreReport, state: PythonState) -> None:
     by_tid = {t.tid: t for t in report.threads}
     for thread in state.threads:
         row = by_tid.get(thread.tid) if thread.tid is not None else None
-        if row is None:
-            row = ThreadReport(tid=thread.tid)
+        if row is None or row.python:
+            # A thread of its own, or one more thread state of an OS thread that runs code in
+            # several interpreters (a subinterpreter called from it): one row per state.
+            crashed = row.crashed if row is not None else False
+            row = ThreadReport(tid=thread.tid, crashed=crashed)
             report.threads.append(row)
         row.python = True
         row.name = thread.name

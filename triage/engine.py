@@ -11,7 +11,7 @@ from triage.coredump.images import build_id_in_core, build_id_of_file, loaded_im
 from triage.coredump.locate import LibrarySearch, locate
 from triage.coredump.memory import CoreMemory
 from triage.coredump.signals import core_cause
-from triage.coredump.source import open_core
+from triage.coredump.source import identify, open_core
 from triage.cpython.interpreter import read_python
 from triage.describe import describe_python
 from triage.errors import CoreFileError, TriageError
@@ -83,6 +83,9 @@ def analyze_core(
                 memory.close()
     except TriageError as exc:
         report.error = ErrorInfo(kind=exc.kind, message=exc.message)
+        if report.core.size == 0:
+            size, compression = identify(path)
+            report.core = CoreFileInfo(path=path, size=size, compression=compression or "none")
     except Exception as exc:  # a bug in triage: still one report, never a traceback
         report.error = ErrorInfo(
             kind="internal_error",

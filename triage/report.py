@@ -198,3 +198,48 @@ def from_json(text: str | bytes) -> CoreReport:
 
 def to_dict(report: CoreReport) -> dict[str, Any]:
     return adapter().dump_python(report, mode="json")
+
+
+@model
+class Collection:
+    """Where and how a core was collected (from the source, systemd-coredump, a sidecar)."""
+
+    source_url: str
+    """Where the core was read from (a path or an fsspec URL)."""
+    fleet: str | None = None
+    host: str | None = None
+    comm: str | None = None
+    """The process's command name as the collector recorded it."""
+    exe: str | None = None
+    uid: int | None = None
+    pid: int | None = None
+    signal: int | None = None
+    timestamp: str | None = None
+    """When the core was made (ISO 8601, UTC), as the collector recorded it."""
+    size: int | None = None
+    etag: str | None = None
+    mtime: str | None = None
+    """Last-modified time of the object or file (ISO 8601, UTC)."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Any other collector metadata (systemd-coredump fields, sidecar keys, object metadata)."""
+
+
+@model
+class SweepRecord:
+    """One row of the sweep dataset: a core's report with how and when it was analysed."""
+
+    core_id: str
+    """Deterministic identity of the core: hash of its URL and etag/size/mtime."""
+    sweep_id: str
+    sweep_date: str
+    """YYYY-MM-DD of the sweep (a partition key)."""
+    fleet: str
+    """The fleet the core matched ("default" when none did; a partition key)."""
+    status: str
+    """"ok", or the kind of error that stopped the analysis."""
+    collection: Collection
+    report: CoreReport
+    error_message: str | None = None
+    analysis_seconds: float | None = None
+    worker: str | None = None
+    """The Dask worker that analysed it."""

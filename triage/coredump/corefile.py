@@ -115,10 +115,22 @@ def parse_core(opened: OpenedCore) -> CoreFile:
                 f"{MAX_NOTES_BYTES >> 20} MiB any real core holds; the file is corrupt",
             )
         if ph.offset + ph.filesz > size:
+            # Cut short (the segments it describes also end past the file: gcore writes its
+            # notes last), or a note header that lies about its size.
+            described_end = max(
+                (p.offset + p.filesz for p in phdrs if p.type == elf.PT_LOAD), default=0
+            )
+            if ph.offset + ph.filesz <= max(described_end, size) or described_end > size:
+                raise CoreFileError(
+                    "truncated_core",
+                    f"core file {path} is truncated: its notes end at byte "
+                    f"{ph.offset + ph.filesz} but the file has {size} bytes; the dump was cut "
+                    f"short (disk full or size limit?)",
+                )
             raise CoreFileError(
-                "truncated_core" if ph.offset < size else "corrupt_notes",
-                f"core file {path} is truncated or corrupt: its note segment ends at byte "
-                f"{ph.offset + ph.filesz} but the file has {size} bytes",
+                "corrupt_notes",
+                f"core file {path} is corrupt: its note segment claims to end at byte "
+                f"{ph.offset + ph.filesz}, past the {size} bytes of the file",
             )
         _read_notes(core, bytes(data[ph.offset : ph.offset + ph.filesz]), path)
     if not core.threads and core.process is None:

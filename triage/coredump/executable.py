@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
+from triage.coredump import elf
 from triage.coredump.corefile import CoreFile
 from triage.coredump.images import build_id_in_core, build_id_of_file, is_elf_file
 from triage.coredump.memory import CoreMemory
@@ -57,7 +59,33 @@ def executable_maps(core: CoreFile, memory: CoreMemory) -> list[str]:
             names.append(m.path)
         elif vdso is not None and seg.vaddr <= vdso < seg.end:
             names.append("[vdso]")
+    # gcore leaves unchanged file-backed text out of the core altogether: ask the files.
+    for m in core.mappings:
+        if any(
+            lo < m.offset + (m.end - m.start) and m.offset < hi for lo, hi in _exec_ranges(m.path)
+        ):
+            names.append(m.path)
     return list(dict.fromkeys(names))
+
+
+@functools.lru_cache(maxsize=1024)
+def _exec_ranges(path: str) -> tuple[tuple[int, int], ...]:
+    """File-offset ranges of a file's executable PT_LOAD segments (empty if unreadable)."""
+    try:
+        with open(path, "rb") as f:
+
+            def read(offset: int, size: int) -> bytes:
+                f.seek(offset)
+                return f.read(size)
+
+            phdrs = elf.read_program_headers(read, elf.read_header(read))
+    except (OSError, elf.ElfFormatError):
+        return ()
+    return tuple(
+        (p.offset, p.offset + p.filesz)
+        for p in phdrs
+        if p.type == elf.PT_LOAD and p.flags & elf.PF_X
+    )
 
 
 def find_executable(core: CoreFile, memory: CoreMemory, given: str | None) -> Executable:

@@ -59,14 +59,53 @@ def decompressor(stream: BinaryIO, compression: str) -> BinaryIO:
 
         return lzma.LZMAFile(stream, "rb")  # type: ignore[return-value]
     if compression == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(stream, read_size=CHUNK)  # type: ignore[return-value]
+        return _ZstdStream(stream)  # type: ignore[return-value]
     if compression == "lz4":
         import lz4.frame
 
         return lz4.frame.LZ4FrameFile(stream, "rb")  # type: ignore[return-value]
     raise ValueError(f"unknown compression {compression!r}")
+
+
+class _ZstdStream:
+    """Decompresses concatenated zstd frames from a stream; a stream that ends inside a frame
+    raises EOFError (zstandard's own stream reader just stops there)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        import zstandard
+
+        self._zstd = zstandard
+        self._src = stream
+        self._obj = zstandard.ZstdDecompressor().decompressobj()
+        self._started = False
+
+    def __enter__(self) -> _ZstdStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            chunk = self._src.read(CHUNK)
+            if not chunk:
+                if self._started and not self._obj.eof:
+                    raise EOFError("the zstd stream ends in the middle of a frame")
+                return b""
+            out = bytearray()
+            while chunk:
+                self._started = True
+                try:
+                    out += self._obj.decompress(chunk)
+                except self._zstd.ZstdError as exc:
+                    raise ValueError(str(exc)) from None
+                chunk = b""
+                if self._obj.eof:
+                    chunk = self._obj.unused_data
+                    self._obj = self._zstd.ZstdDecompressor().decompressobj()
+                    self._started = False
+            if out:
+                return bytes(out)
 
 
 def _check_path(path: str) -> os.stat_result:
@@ -89,6 +128,16 @@ def _check_path(path: str) -> os.stat_result:
             "empty_file", f"core file {path} is empty (0 bytes); the dump failed or was cut"
         )
     return st
+
+
+def identify(path: str) -> tuple[int, str | None]:
+    """Size and compression of a file as given, for the report, even when it cannot be read
+    further; (0, None) when it cannot be opened at all."""
+    try:
+        with open(path, "rb") as f:
+            return os.fstat(f.fileno()).st_size, sniff(f.read(8))
+    except OSError:
+        return 0, None
 
 
 @contextlib.contextmanager

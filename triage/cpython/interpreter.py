@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from triage.cpython.runtime import (
     layout_for,
     runtime_address,
 )
+from triage.cpython.thread_names import thread_names
 from triage.cpython.version import PythonVersion
 from triage.errors import AddressError
 
@@ -268,6 +270,17 @@ def read_python(
     """
     binary = find_python_binary(images, files, executable_mapping, build_ids)
     if binary is None:
+        missing = [
+            i.path
+            for i in images
+            if i.path not in files and re.match(r"(lib)?python\d", i.path.rsplit("/", 1)[-1])
+        ]
+        if missing:
+            raise PythonNotFound(
+                "python_binary_not_found",
+                f"the process ran {missing[0]}, which is not on this machine; point "
+                f"--lib-search-path or --lib-search-root at a copy of it (or pass the executable)",
+            )
         raise PythonNotFound(
             "not_python",
             "no CPython found in the core: neither a libpython nor an executable exporting "
@@ -285,8 +298,10 @@ def read_python(
         holder = interp.gil_holder(istate)
         collecting = interp.gc_collecting(istate)
         state.gc_collecting |= collecting
+        names = thread_names(interp, istate)
         for ts in interp.thread_states(istate):
             thread = PyThread(iid, ts, memory.u64(ts + interp.t_thread_id), None)
+            thread.name = names.get(thread.thread_id)
             if interp.t_native is not None:
                 thread.tid = memory.i32(ts + interp.t_native) or None
             thread.holds_gil = holder == ts

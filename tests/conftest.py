@@ -1,0 +1,174 @@
+"""Shared fixtures: the interpreters on this machine, real cores made once per session, and
+helpers that run the `triage` command the way a user does.
+
+Fixtures
+    interpreters      session: list of every corefactory.Interpreter found (may be empty)
+    interpreter       one Interpreter; a test asking for it runs once per interpreter
+                      (ids py2.7.18 ... py3.13.0, debian3.11)
+    cores             session: CoreCache with .gcore(interp) and .crash(interp, kind), each made
+                      once per session (CoreUnavailable -> pytest.skip with the reason)
+    gcore_case        the on-demand core (2 worker threads) of `interpreter`
+    preferred_interp  one shared-build interpreter (3.12, else 3.8, else any shared one)
+    run_triage        run_triage(*args, env=None, timeout=...) -> (returncode, stdout, stderr)
+    triage_json       triage_json(core, *args, expect_rc=0) -> the parsed `--format json` report
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import corefactory
+from corefactory import CoreCase, CoreUnavailable, Interpreter
+
+#: Worker threads in every cached core (so each core has 3 threads).
+CORE_THREADS = 2
+
+#: Environment every triage run starts from: no colour, no stray Python settings.
+_BASE_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "NO_COLOR", "FORCE_COLOR")
+
+
+def _interpreter_params() -> list:
+    found = corefactory.find_interpreters()
+    if not found:
+        return [
+            pytest.param(
+                None,
+                id="no-interpreter",
+                marks=pytest.mark.skip(
+                    reason="no Python interpreter found "
+                    "(~/.pyenv/versions/*/bin, /usr/bin/python3*)"
+                ),
+            )
+        ]
+    return [pytest.param(interp, id=interp.id) for interp in found]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "interpreter" in metafunc.fixturenames:
+        metafunc.parametrize("interpreter", _interpreter_params(), scope="session")
+
+
+@pytest.fixture(scope="session")
+def interpreters() -> list[Interpreter]:
+    return corefactory.find_interpreters()
+
+
+@pytest.fixture(scope="session")
+def preferred_interp(interpreters: list[Interpreter]) -> Interpreter:
+    """A shared-build interpreter for tests that need just one (3.12, else 3.8, else any)."""
+    interp = corefactory.preferred_interpreter(interpreters, [(3, 12), (3, 8)])
+    if interp is None:
+        interp = next((i for i in interpreters if i.shared), None)
+    if interp is None:
+        pytest.skip("no shared-build (libpython) Python interpreter on this machine")
+    return interp
+
+
+class CoreCache:
+    """Cores made at most once per session; a failure to make one is remembered as a skip."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._cases: dict[tuple, CoreCase | CoreUnavailable] = {}
+
+    def _get(self, key: tuple, make) -> CoreCase:
+        if key not in self._cases:
+            try:
+                self._cases[key] = make()
+            except CoreUnavailable as exc:
+                self._cases[key] = exc
+        case = self._cases[key]
+        if isinstance(case, CoreUnavailable):
+            pytest.skip(str(case))
+        return case
+
+    def gcore(self, interp: Interpreter, threads: int = CORE_THREADS) -> CoreCase:
+        key = ("gcore", interp.id, threads)
+        directory = self.root / f"gcore-{interp.id}-{threads}"
+        return self._get(key, lambda: corefactory.make_gcore(interp, directory, threads=threads))
+
+    def crash(self, interp: Interpreter, kind: str, threads: int = CORE_THREADS) -> CoreCase:
+        key = (kind, interp.id, threads)
+        directory = self.root / f"crash-{interp.id}-{kind}-{threads}"
+        return self._get(
+            key, lambda: corefactory.make_crash(interp, directory, kind, threads=threads)
+        )
+
+    def case(self, interp: Interpreter, kind: str, threads: int = CORE_THREADS) -> CoreCase:
+        """gcore or any crash kind by name."""
+        if kind == "gcore":
+            return self.gcore(interp, threads)
+        return self.crash(interp, kind, threads)
+
+
+@pytest.fixture(scope="session")
+def cores(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("cores")
+    yield CoreCache(root)
+    # Cores are tens of megabytes each; do not leave a gigabyte in pytest's kept temp dirs.
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def gcore_case(cores: CoreCache, interpreter: Interpreter) -> CoreCase:
+    return cores.gcore(interpreter)
+
+
+def triage_env(env: dict[str, str | None] | None = None) -> dict[str, str]:
+    """os.environ without colour or Python overrides, updated by `env` (None deletes a name)."""
+    base = {k: v for k, v in os.environ.items() if k not in _BASE_ENV_DROP}
+    for name, value in (env or {}).items():
+        if value is None:
+            base.pop(name, None)
+        else:
+            base[name] = value
+    return base
+
+
+def _run_triage(
+    *args: str, env: dict[str, str | None] | None = None, timeout: float = 300
+) -> tuple[int, str, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "triage", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=triage_env(env),
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="session")
+def run_triage():
+    """run_triage(*args, env=None) -> (returncode, stdout, stderr) of `python -m triage ARGS`."""
+    return _run_triage
+
+
+@pytest.fixture(scope="session")
+def triage_json():
+    """triage_json(core, *args, expect_rc=0) -> the parsed `triage core CORE ARGS --format json`.
+
+    Results are cached per session by arguments (cores do not change once made).
+    """
+    cache: dict[tuple, dict] = {}
+
+    def run(core: str | os.PathLike, *args: str, expect_rc: int = 0) -> dict:
+        key = (str(core), tuple(map(str, args)), expect_rc)
+        if key not in cache:
+            rc, out, err = _run_triage("core", str(core), *args, "--format", "json")
+            assert "Traceback" not in out + err, err
+            assert rc == expect_rc, f"exit {rc}, expected {expect_rc}; stderr:\n{err}"
+            cache[key] = json.loads(out)
+        return cache[key]
+
+    return run

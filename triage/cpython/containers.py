@@ -1,0 +1,343 @@
+"""Dicts, ints and instance attributes of a dead process, for CPython 2.7 and 3.6-3.13.
+
+Every offset and size comes from the layout tables (``layouts/*.json``). The few numbers that
+are C macros, and so not in the DWARF the tables are derived from, are named below with the
+header that defines them.
+
+    for key, value in dict_items(objects, d): ...
+    threading = dict_get_str(objects, sys_modules, "threading")
+    ident = int_value(objects, key)
+    name = instance_attribute(objects, thread, "_name")
+
+Unreadable memory raises ``AddressError``; an object that is not what the caller asked for (an
+int that is not an int, a dict that is not a dict) raises ``UnexpectedObject``, a subclass.
+"""
+
+from __future__ import annotations
+
+from triage.cpython.objects import ObjectReader
+from triage.errors import AddressError
+
+__all__ = [
+    "UnexpectedObject",
+    "dict_get_str",
+    "dict_items",
+    "instance_attribute",
+    "instance_dict_items",
+    "int_value",
+    "is_dict",
+]
+
+# tp_flags bits (Include/object.h; the same bits in 2.7 and every 3.x).
+Py_TPFLAGS_INLINE_VALUES = 1 << 2  # 3.13+
+Py_TPFLAGS_MANAGED_DICT = 1 << 4  # 3.11+
+Py_TPFLAGS_HEAPTYPE = 1 << 9
+Py_TPFLAGS_INT_SUBCLASS = 1 << 23  # 2.7 only
+Py_TPFLAGS_LONG_SUBCLASS = 1 << 24
+Py_TPFLAGS_STRING_SUBCLASS = 1 << 27  # bytes on 3.x, str on 2.7
+Py_TPFLAGS_UNICODE_SUBCLASS = 1 << 28
+Py_TPFLAGS_DICT_SUBCLASS = 1 << 29
+
+# 3.12+ PyLongObject.long_value.lv_tag: the low two bits are the sign (0 positive, 1 zero,
+# 2 negative), the digit count starts at bit 3 (SIGN_MASK and NON_SIZE_BITS in
+# Include/internal/pycore_long.h; _PyLong_SIGN_MASK/_PyLong_NON_SIZE_BITS in longintrepr.h).
+_LV_SIGN_MASK = 3
+_LV_NON_SIZE_BITS = 3
+
+_PTR = 8  # sizeof(PyObject *) on x86-64, the only architecture cores are read for
+
+MAX_DICT_ENTRIES = 100_000
+MAX_INT_DIGITS = 1 << 12  # 36 000-bit ints are plenty for what a debugger reads
+
+
+class UnexpectedObject(AddressError):
+    """The object at an address is not of the kind asked for (or is implausibly large)."""
+
+    def __init__(self, address: int, reason: str) -> None:
+        super().__init__(address, 0, reason)
+        self.message = f"object at 0x{address:x}: {reason}"
+        self.args = (self.message,)
+
+
+def _flags(objects: ObjectReader, tp: int) -> int:
+    return objects.memory.u64(tp + objects.tp_flags)
+
+
+def _type_flags(objects: ObjectReader, obj: int) -> int:
+    return _flags(objects, objects.type_of(obj))
+
+
+def is_dict(objects: ObjectReader, obj: int) -> bool:
+    """Whether ``obj`` is a dict (or an instance of a dict subclass)."""
+    return bool(obj) and bool(_type_flags(objects, obj) & Py_TPFLAGS_DICT_SUBCLASS)
+
+
+def _words(raw: bytes) -> list[int]:
+    return [int.from_bytes(raw[i : i + _PTR], "little") for i in range(0, len(raw), _PTR)]
+
+
+# --------------------------------------------------------------------------------------------
+# dicts
+
+
+def dict_items(
+    objects: ObjectReader, d: int, limit: int = MAX_DICT_ENTRIES
+) -> list[tuple[int, int]]:
+    """The (key, value) object addresses of a dict, empty and deleted slots left out.
+
+    Order: the table's entry order, which is insertion order for 3.6+ combined tables and the
+    shared-key order for split tables (instance dicts); hash order on 2.7.
+    """
+    if not is_dict(objects, d):
+        raise UnexpectedObject(d, f"not a dict but a {objects.type_name(d)!r}")
+    if objects.py2:
+        return _items27(objects, d, limit)
+    lay, mem = objects.layout, objects.memory
+    keys = mem.u64(d + lay.offset("PyDictObject", "ma_keys"))
+    values = mem.u64(d + lay.offset("PyDictObject", "ma_values"))
+    if not keys:
+        raise UnexpectedObject(d, "dict without keys")
+    if values:
+        return _split_items(objects, keys, _values_array(objects, values), None, limit)
+    return [(k, v) for k, v in _key_entries(objects, keys, limit) if k and v]
+
+
+def _items27(objects: ObjectReader, d: int, limit: int) -> list[tuple[int, int]]:
+    """2.7: an open-addressing table of ma_mask + 1 PyDictEntry slots; dummies have no value."""
+    lay, mem = objects.layout, objects.memory
+    mask = mem.i64(d + lay.offset("PyDictObject", "ma_mask"))
+    table = mem.u64(d + lay.offset("PyDictObject", "ma_table"))
+    slots = mask + 1
+    if slots <= 0 or slots & mask or slots > 4 * limit or not table:
+        raise UnexpectedObject(d, f"implausible dict table size {slots}")
+    size = lay.size("PyDictEntry")
+    k_off, v_off = lay.offset("PyDictEntry", "me_key"), lay.offset("PyDictEntry", "me_value")
+    raw = mem.read(table, slots * size)
+    out = []
+    for base in range(0, len(raw), size):
+        key = int.from_bytes(raw[base + k_off : base + k_off + _PTR], "little")
+        value = int.from_bytes(raw[base + v_off : base + v_off + _PTR], "little")
+        if key and value:
+            out.append((key, value))
+    return out
+
+
+def _key_entries(objects: ObjectReader, keys: int, limit: int) -> list[tuple[int, int]]:
+    """Every entry of a PyDictKeysObject, in entry order, as (me_key, me_value), NULLs kept
+    (so that entry i lines up with values[i] of a split table)."""
+    lay, mem = objects.layout, objects.memory
+    struct = "PyDictKeysObject"
+    nentries = mem.i64(keys + lay.offset(struct, "dk_nentries"))
+    indices = keys + lay.offset(struct, "dk_indices")
+    if lay.has(struct, "dk_log2_size"):  # 3.11+: sizes as log2, entry type by dk_kind
+        head = mem.read(keys, lay.offset(struct, "dk_indices"))
+        log2_size = head[lay.offset(struct, "dk_log2_size")]
+        index_bytes = 1 << head[lay.offset(struct, "dk_log2_index_bytes")]
+        kind = head[lay.offset(struct, "dk_kind")]
+        table_size = 1 << log2_size if log2_size < 63 else 0
+        entry = (
+            "PyDictKeyEntry" if kind == lay.constant("DICT_KEYS_GENERAL") else "PyDictUnicodeEntry"
+        )
+    else:  # 3.6-3.10: dk_size slots; the index width follows from it (DK_IXSIZE)
+        table_size = mem.i64(keys + lay.offset(struct, "dk_size"))
+        if table_size <= 0xFF:
+            width = 1
+        elif table_size <= 0xFFFF:
+            width = 2
+        elif table_size <= 0xFFFFFFFF:
+            width = 4
+        else:
+            width = 8
+        index_bytes = table_size * width
+        entry = "PyDictKeyEntry"
+    if table_size <= 0 or table_size & (table_size - 1) or not 0 <= nentries <= table_size:
+        raise UnexpectedObject(keys, f"implausible dict keys (size {table_size}, {nentries} used)")
+    if nentries > limit:
+        raise UnexpectedObject(keys, f"dict of {nentries} entries exceeds the limit of {limit}")
+    size = lay.size(entry)
+    k_off, v_off = lay.offset(entry, "me_key"), lay.offset(entry, "me_value")
+    raw = mem.read(indices + index_bytes, nentries * size)
+    return [
+        (
+            int.from_bytes(raw[base + k_off : base + k_off + _PTR], "little"),
+            int.from_bytes(raw[base + v_off : base + v_off + _PTR], "little"),
+        )
+        for base in range(0, len(raw), size)
+    ]
+
+
+def _values_array(objects: ObjectReader, values: int) -> int:
+    """Address of the first value of a split table's values (``ma_values`` or the object's own
+    values): a bare ``PyObject *[]`` up to 3.10, ``PyDictValues.values`` from 3.11 (after a
+    capacity/size/embedded/valid prefix in 3.13)."""
+    lay = objects.layout
+    if lay.has("PyDictValues", "values"):
+        return values + lay.offset("PyDictValues", "values")
+    return values
+
+
+def _split_items(
+    objects: ObjectReader, keys: int, array: int, capacity: int | None, limit: int
+) -> list[tuple[int, int]]:
+    """Keys of a shared-key table with the values in ``array`` (value i belongs to entry i)."""
+    entries = _key_entries(objects, keys, limit)
+    if capacity is not None:
+        entries = entries[:capacity]
+    if not entries:
+        return []
+    values = _words(objects.memory.read(array, len(entries) * _PTR))
+    return [(key, value) for (key, _), value in zip(entries, values, strict=True) if key and value]
+
+
+def _key_text(objects: ObjectReader, key: int, flags: int) -> str | None:
+    if flags & Py_TPFLAGS_UNICODE_SUBCLASS or (objects.py2 and flags & Py_TPFLAGS_STRING_SUBCLASS):
+        return objects.text(key)
+    return None
+
+
+def _find_str(objects: ObjectReader, items: list[tuple[int, int]], key: str) -> int | None:
+    flag_cache: dict[int, int] = {}
+    for k, v in items:
+        try:
+            tp = objects.type_of(k)
+            flags = flag_cache.get(tp)
+            if flags is None:
+                flags = flag_cache[tp] = _flags(objects, tp)
+            if _key_text(objects, k, flags) == key:
+                return v
+        except AddressError:
+            continue  # one unreadable key does not hide the others
+    return None
+
+
+def dict_get_str(objects: ObjectReader, d: int, key: str) -> int | None:
+    """The value stored under the str ``key`` (a str or unicode key on 2.7), or None."""
+    return _find_str(objects, dict_items(objects, d), key)
+
+
+# --------------------------------------------------------------------------------------------
+# ints
+
+
+def int_value(objects: ObjectReader, obj: int) -> int:
+    """The value of an int (2.7 int or long, 3.x int, bool included)."""
+    flags = _type_flags(objects, obj)
+    lay, mem = objects.layout, objects.memory
+    if objects.py2 and flags & Py_TPFLAGS_INT_SUBCLASS:
+        return mem.i64(obj + lay.offset("PyIntObject", "ob_ival"))
+    if not flags & Py_TPFLAGS_LONG_SUBCLASS:
+        raise UnexpectedObject(obj, f"not an int but a {objects.type_name(obj)!r}")
+    if lay.has("PyLongObject", "long_value.lv_tag"):  # 3.12+
+        tag = mem.u64(obj + lay.offset("PyLongObject", "long_value.lv_tag"))
+        ndigits = tag >> _LV_NON_SIZE_BITS
+        sign = 1 - (tag & _LV_SIGN_MASK)
+        digits_at = obj + lay.offset("PyLongObject", "long_value.ob_digit")
+    else:
+        size = mem.i64(obj + objects.ob_size)
+        ndigits, sign = abs(size), (size > 0) - (size < 0)
+        digits_at = obj + lay.offset("PyLongObject", "ob_digit")
+    if sign not in (-1, 0, 1) or ndigits > MAX_INT_DIGITS:
+        raise UnexpectedObject(obj, f"implausible int ({ndigits} digits, sign {sign})")
+    if sign == 0 or ndigits == 0:
+        return 0
+    width = lay.constant("sizeof(digit)")
+    shift = lay.constant("PyLong_SHIFT")
+    raw = mem.read(digits_at, ndigits * width)
+    value = 0
+    for i in range(ndigits - 1, -1, -1):
+        value = (value << shift) | int.from_bytes(raw[i * width : (i + 1) * width], "little")
+    return sign * value
+
+
+# --------------------------------------------------------------------------------------------
+# instance attributes
+
+
+def instance_dict_items(objects: ObjectReader, obj: int) -> list[tuple[int, int]]:
+    """The (name, value) pairs of an instance's ``__dict__``, wherever the version keeps them:
+    2.7 old-style ``in_dict``; ``tp_dictoffset``; 3.11/3.12 managed dicts before the object;
+    3.13 inline values after it. Empty if the object has no instance dict."""
+    lay, mem = objects.layout, objects.memory
+    tp = objects.type_of(obj)
+    if objects.py2 and objects.type_name(obj) == "instance":  # old-style class instance
+        d = mem.u64(obj + lay.offset("PyInstanceObject", "in_dict"))
+        return dict_items(objects, d) if d else []
+    flags = _flags(objects, tp)
+    if lay.version >= (3, 11) and flags & Py_TPFLAGS_MANAGED_DICT:
+        return _managed_items(objects, obj, tp, flags)
+    d = _dictoffset_dict(objects, obj, tp)
+    return dict_items(objects, d) if d else []
+
+
+def instance_attribute(objects: ObjectReader, obj: int, name: str) -> int | None:
+    """The value of attribute ``name`` in an instance's ``__dict__`` (not class attributes,
+    slots or properties), or None if it is not there."""
+    return _find_str(objects, instance_dict_items(objects, obj), name)
+
+
+def _dictoffset_dict(objects: ObjectReader, obj: int, tp: int) -> int:
+    """The dict pointer at ``tp_dictoffset`` (counted from the end of a variable-size object
+    when negative, as _PyObject_GetDictPtr does); 0 when there is none."""
+    lay, mem = objects.layout, objects.memory
+    offset = mem.i64(tp + lay.offset("PyTypeObject", "tp_dictoffset"))
+    if offset == 0:
+        return 0
+    if offset < 0:
+        basic = mem.i64(tp + lay.offset("PyTypeObject", "tp_basicsize"))
+        item = mem.i64(tp + lay.offset("PyTypeObject", "tp_itemsize"))
+        var = basic + abs(objects.size(obj)) * item
+        offset += (var + _PTR - 1) & ~(_PTR - 1)
+    if offset < 0 or offset > 1 << 20:
+        raise UnexpectedObject(obj, f"implausible tp_dictoffset {offset}")
+    return mem.u64(obj + offset)
+
+
+def _managed_items(objects: ObjectReader, obj: int, tp: int, flags: int) -> list[tuple[int, int]]:
+    """3.11+ managed dicts. The pre-header of a GC object with a managed dict is, going down
+    from the object: PyGC_Head, then the dict slot, then (3.11) the values pointer or (3.12,
+    3.13) the weakref list. That is MANAGED_DICT_OFFSET = -3 pointers in every non-free-threaded
+    build (Include/internal/pycore_object.h); here it is computed from the table's
+    sizeof(PyGC_Head) instead of taken as a number.
+
+    3.11: dict slot = PyDictObject * or NULL; values slot = PyDictValues * of the shared keys.
+    3.12: one PyDictOrValues slot: a dict, or (tagged with bit 0) the values pointer minus one.
+    3.13: dict slot = PyDictObject * or NULL; without a dict, with Py_TPFLAGS_INLINE_VALUES the
+          PyDictValues sit right after the object (tp_basicsize) with a ``valid`` flag.
+    Values without a dict belong to the type's shared keys (PyHeapTypeObject.ht_cached_keys).
+    """
+    lay, mem = objects.layout, objects.memory
+    dict_slot = obj - lay.size("PyGC_Head") - _PTR
+    slot = mem.u64(dict_slot)
+    if lay.version >= (3, 13):
+        if slot:
+            return dict_items(objects, slot)
+        if not flags & Py_TPFLAGS_INLINE_VALUES:
+            return []
+        values = obj + mem.i64(tp + lay.offset("PyTypeObject", "tp_basicsize"))
+        head = mem.read(values, lay.offset("PyDictValues", "values"))
+        if not head[lay.offset("PyDictValues", "valid")]:
+            return []
+        capacity = head[lay.offset("PyDictValues", "capacity")]
+        return _cached_key_items(objects, tp, flags, values, capacity)
+    if lay.version >= (3, 12):
+        if not slot:
+            return []
+        if slot & 1:
+            return _cached_key_items(objects, tp, flags, slot + 1, None)
+        return dict_items(objects, slot)
+    # 3.11
+    if slot:
+        return dict_items(objects, slot)
+    values = mem.u64(dict_slot - _PTR)
+    return _cached_key_items(objects, tp, flags, values, None) if values else []
+
+
+def _cached_key_items(
+    objects: ObjectReader, tp: int, flags: int, values: int, capacity: int | None
+) -> list[tuple[int, int]]:
+    if not flags & Py_TPFLAGS_HEAPTYPE:
+        raise UnexpectedObject(tp, "values without a dict on a static type")
+    keys = objects.memory.u64(tp + objects.layout.offset("PyHeapTypeObject", "ht_cached_keys"))
+    if not keys:
+        return []
+    return _split_items(objects, keys, _values_array(objects, values), capacity, MAX_DICT_ENTRIES)
