@@ -36,7 +36,7 @@ class ObjectReader:
             self.u2_length = lay.offset("PyUnicodeObject", "length")
             self.u2_str = lay.offset("PyUnicodeObject", "str")
             self.u2_char = lay.constant("sizeof(Py_UNICODE)")
-        self.tuple_items = lay.offset("PyTupleObject", "ob_item")
+        self.tuple_ob_item = lay.offset("PyTupleObject", "ob_item")
 
     # -- basics -----------------------------------------------------------------------
 
@@ -117,5 +117,5 @@ class ObjectReader:
         n = self.size(obj)
         if n < 0 or n > limit:
             raise AddressError(obj, n, "implausible tuple length")
-        raw = self.memory.read(obj + self.tuple_items, 8 * n)
+        raw = self.memory.read(obj + self.tuple_ob_item, 8 * n)
         return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, 8 * n, 8)]
