@@ -1,0 +1,1 @@
+"""The nightly sweep: cores in, a hive-partitioned Parquet dataset of SweepRecords out."""

@@ -1,0 +1,205 @@
+"""`triage sweep`: options, configuration, progress and the closing summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from triage.pipeline.config import SweepConfig
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="analyse every core under directories or object-storage URLs into a Parquet dataset",
+        description="Find cores (by content) under SOURCEs, analyse them in parallel on Dask "
+        "and write one row per core to a hive-partitioned Parquet dataset. Reruns skip cores "
+        "already in the dataset.",
+    )
+    p.add_argument("sources", metavar="SOURCE", nargs="*", help="directory or fsspec URL")
+    p.add_argument("--output", "-o", metavar="DATASET", help="dataset path or URL")
+    p.add_argument("--config", metavar="FILE", help="pipeline configuration (TOML)")
+    p.add_argument(
+        "--fleet-root",
+        metavar="NAME=DIR",
+        action="append",
+        default=[],
+        help="add a library search root to fleet NAME (repeatable; 'default' = unmatched cores)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
+        help="an existing Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else embedded)",
+    )
+    p.add_argument("--workers", type=int, metavar="N", help="embedded cluster worker processes")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS", help="per core (default 300)")
+    p.add_argument("--reprocess", action="store_true", help="analyse cores already in the dataset")
+    p.add_argument("--dry-run", action="store_true", help="list what would be analysed, and stop")
+    p.set_defaults(func=cmd_sweep)
+
+
+def build_config(args: argparse.Namespace) -> SweepConfig:
+    """The configuration file (if any) with the command line's options on top."""
+    from triage.pipeline.config import ConfigError, Fleet, SweepConfig, load_config, validate_config
+
+    config = load_config(args.config) if args.config else SweepConfig()
+    raw = config.model_dump(exclude_none=True)
+    if args.sources:
+        raw["sources"] = args.sources
+    if args.output:
+        raw.setdefault("output", {})["dataset"] = args.output
+    ex = raw.setdefault("execution", {})
+    if args.scheduler:
+        ex["scheduler"] = args.scheduler
+    if args.workers is not None:
+        ex["workers"] = args.workers
+    if args.time_limit is not None:
+        ex["time_limit"] = args.time_limit
+    fleets = raw.setdefault("fleets", [])
+    for item in args.fleet_root:
+        name, sep, root = item.partition("=")
+        if not sep or not name or not root:
+            raise ConfigError(f"--fleet-root {item!r}: expected NAME=DIR")
+        match = next((f for f in fleets if f["name"] == name), None)
+        if match is None:
+            if name != "default":
+                raise ConfigError(
+                    f"--fleet-root {item!r}: no fleet named {name!r} in the configuration "
+                    f"(use default=DIR for cores that match no fleet)"
+                )
+            match = Fleet(name="default").model_dump()
+            fleets.append(match)
+        match.setdefault("lib_search_root", []).append(root)
+    config = validate_config(raw, args.config or "command line")
+    if not config.sources:
+        raise ConfigError("nothing to sweep: give SOURCE arguments or `sources` in --config")
+    if config.output is None and not args.dry_run:
+        raise ConfigError("no output: give --output DATASET or [output] dataset in --config")
+    return config
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from triage.pipeline.config import ConfigError
+    from triage.pipeline.run import SweepError, dask_client, execute, new_sweep_info, plan
+
+    try:
+        config = build_config(args)
+        the_plan = plan(config, reprocess=args.reprocess)
+    except (ConfigError, SweepError) as exc:
+        return _fail(str(exc))
+    if args.dry_run:
+        for obj, fleet in the_plan.todo:
+            print(f"{fleet.name}\t{obj.size}\t{obj.url}")
+        print(
+            f"{len(the_plan.todo)} to analyse, {len(the_plan.skipped)} already in the dataset",
+            file=sys.stderr,
+        )
+        return 0
+    from triage.pipeline.sink import ParquetSink
+
+    assert config.output is not None
+    info = new_sweep_info(config)
+    if not the_plan.todo:
+        log(
+            f"nothing new to analyse: {len(the_plan.skipped)} cores already in "
+            f"{config.output.dataset}"
+        )
+        return 0
+    log(
+        f"sweep {info.sweep_id}: {len(the_plan.todo)} cores to analyse, "
+        f"{len(the_plan.skipped)} already in {config.output.dataset}"
+    )
+    try:
+        with dask_client(config) as client:
+            if getattr(client, "dashboard_link", None):
+                log(f"Dask dashboard: {client.dashboard_link}")
+            with (
+                ParquetSink(
+                    config.output.dataset, config.storage_options, config.output.batch_size
+                ) as sink,
+                Progress(len(the_plan.todo)) as progress,
+            ):
+                summary = execute(client, the_plan, info, sink, config, progress.update)
+    except SweepError as exc:
+        return _fail(str(exc))
+    print_summary(summary)
+    return 0
+
+
+def log(message: str) -> None:
+    print(f"triage: {message}", file=sys.stderr, flush=True)
+
+
+def _fail(message: str) -> int:
+    print("triage: error: " + " ".join(message.split()), file=sys.stderr)
+    return 1
+
+
+class Progress:
+    """A progress bar on a terminal (done/total, rate, ETA, errors), log lines otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.errors = 0
+        self.started = time.monotonic()
+        self.last_log = self.started
+        self.bar: Any = None
+
+    def __enter__(self) -> Progress:
+        if sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(
+                TextColumn("analysing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:.1f} cores/s"),
+                TextColumn("[red]{task.fields[errors]} errors"),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task("sweep", total=self.total, rate=0.0, errors=0)
+        return self
+
+    def update(self, record: Any) -> None:
+        self.done += 1
+        self.errors += record.status != "ok"
+        now = time.monotonic()
+        rate = self.done / max(now - self.started, 1e-9)
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, rate=rate, errors=self.errors)
+        elif now - self.last_log >= 5 or self.done == self.total:
+            self.last_log = now
+            left = (self.total - self.done) / rate if rate else 0
+            log(
+                f"{self.done}/{self.total} analysed, {self.errors} errors, "
+                f"{rate:.1f} cores/s, ETA {left:.0f} s"
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def print_summary(summary: Any) -> None:
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items()) if k != "ok")
+    failed = f"{summary.failed} failed" + (f": {kinds}" if kinds else "")
+    log(
+        f"sweep {summary.sweep_id} done: {summary.analysed} analysed "
+        f"({summary.statuses.get('ok', 0)} ok, {failed}), "
+        f"{summary.skipped} skipped as already analysed, {summary.seconds:.1f} s, "
+        f"{summary.rate:.2f} cores/s"
+    )

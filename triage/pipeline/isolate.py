@@ -1,0 +1,146 @@
+"""Analyses in a long-lived child process, so that one pathological core becomes an error row
+instead of a hung or killed worker.
+
+The child (`python -m triage.pipeline.isolate`) reads one JSON request per line on stdin and
+answers one JSON line on stdout. Its heap is capped with RLIMIT_DATA (which, unlike
+RLIMIT_AS, does not count the read-only mapping of the core itself); the parent waits at most
+`time_limit` seconds and kills and replaces a child that overruns or dies. The child keeps its
+caches (symbols, layouts keyed by build-id) from one core to the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from triage.report import CoreReport, from_json
+
+
+@dataclass
+class Outcome:
+    """What became of one analysis."""
+
+    status: str
+    report: CoreReport | None
+    message: str | None
+    seconds: float
+
+
+class AnalysisProcess:
+    """Runs `triage.analyze_core` in a child process with a time limit and a heap cap."""
+
+    def __init__(self, memory_limit_mb: int = 1024) -> None:
+        self.memory_limit_mb = memory_limit_mb
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, TRIAGE_MEMORY_LIMIT_MB=str(self.memory_limit_mb))
+        return subprocess.Popen(
+            [sys.executable, "-m", "triage.pipeline.isolate"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+    def analyze(self, path: str, time_limit: float, **options: Any) -> Outcome:
+        started = time.perf_counter()
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = self._start()
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
+        request = json.dumps({"path": path, "options": options}).encode() + b"\n"
+        try:
+            proc.stdin.write(request)
+            proc.stdin.flush()
+        except BrokenPipeError:
+            self.close()
+            return Outcome("analysis_crashed", None, "the analysis process died", 0.0)
+        line = _read_line(proc, time_limit)
+        elapsed = time.perf_counter() - started
+        if line is None:
+            self.close()
+            return Outcome(
+                "timeout",
+                None,
+                f"the analysis took longer than the {time_limit:g} s limit and was stopped",
+                elapsed,
+            )
+        if not line:
+            code = proc.wait()
+            self.close()
+            return Outcome(
+                "analysis_crashed",
+                None,
+                f"the analysis process died (exit status {code}); the core may be malformed",
+                elapsed,
+            )
+        answer = json.loads(line)
+        report = from_json(answer["report"]) if answer.get("report") else None
+        return Outcome(answer["status"], report, answer.get("message"), elapsed)
+
+
+def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes | None:
+    """One line from the child, b"" if it died, None if the time ran out."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return None
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b""
+        buf += chunk
+        if buf.endswith(b"\n"):
+            return bytes(buf)
+
+
+def serve() -> None:
+    """The child's loop: one request line in, one answer line out, until stdin closes."""
+    limit_mb = int(os.environ.get("TRIAGE_MEMORY_LIMIT_MB", "0"))
+    if limit_mb:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit_mb << 20, limit_mb << 20))
+    from triage.engine import analyze_core
+    from triage.report import to_json
+
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        try:
+            report = analyze_core(request["path"], **request.get("options", {}))
+            status = report.error.kind if report.error else "ok"
+            answer = {
+                "status": status,
+                "report": to_json(report, indent=None),
+                "message": report.error.message if report.error else None,
+            }
+        except MemoryError:
+            answer = {
+                "status": "memory_limit",
+                "report": None,
+                "message": f"the analysis needed more than {limit_mb} MB of heap",
+            }
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    serve()

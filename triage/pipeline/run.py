@@ -1,0 +1,175 @@
+"""A sweep: list the sources, skip what the dataset already holds, analyse the rest on Dask
+(embedded LocalCluster or an existing scheduler), write every row, summarise."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from itertools import islice
+from typing import Any
+
+from triage.pipeline.config import Fleet, SweepConfig
+from triage.pipeline.sources import CoreObject, list_sources
+from triage.pipeline.task import SweepInfo, analyze_object, lost_record
+from triage.report import SweepRecord
+
+
+class SweepError(Exception):
+    """The sweep cannot start (bad store, credentials, configuration); one line."""
+
+
+@dataclass
+class Plan:
+    """What a sweep will do: every object with its fleet, and which are already done."""
+
+    todo: list[tuple[CoreObject, Fleet]]
+    skipped: list[tuple[CoreObject, Fleet]]
+
+
+@dataclass
+class Summary:
+    """What a sweep did."""
+
+    sweep_id: str
+    total: int
+    skipped: int
+    analysed: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    dashboard: str | None = None
+
+    @property
+    def failed(self) -> int:
+        return self.analysed - self.statuses.get("ok", 0)
+
+    @property
+    def rate(self) -> float:
+        return self.analysed / self.seconds if self.seconds else 0.0
+
+
+def new_sweep_info(config: SweepConfig, now: datetime | None = None) -> SweepInfo:
+    now = now or datetime.now(timezone.utc)
+    return SweepInfo(
+        sweep_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
+        sweep_date=f"{now:%Y-%m-%d}",
+        time_limit=config.execution.time_limit,
+        memory_limit_mb=config.execution.memory_limit_mb,
+        storage_options=config.storage_options,
+    )
+
+
+def plan(config: SweepConfig, *, reprocess: bool = False) -> Plan:
+    """List the sources and the dataset; SourceError/SinkError-like problems raise SweepError."""
+    from triage.pipeline.sink import existing_ids
+    from triage.pipeline.sources import SourceError
+
+    try:
+        objects = list(list_sources(config.sources, config.storage_options))
+    except SourceError as exc:
+        raise SweepError(str(exc)) from None
+    done: set[str] = set()
+    if config.output is not None and not reprocess:
+        try:
+            done = existing_ids(config.output.dataset, config.storage_options)
+        except Exception as exc:  # pyarrow/fsspec raise many kinds
+            raise SweepError(
+                f"cannot read the output dataset {config.output.dataset}: {_one_line(exc)}"
+            ) from None
+    todo, skipped = [], []
+    for obj in objects:
+        pair = (obj, config.fleet_for(obj.url))
+        (skipped if obj.core_id in done else todo).append(pair)
+    return Plan(todo, skipped)
+
+
+@contextlib.contextmanager
+def dask_client(config: SweepConfig) -> Iterator[Any]:
+    """A client of the configured scheduler, or of an embedded LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    for name in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    ex = config.execution
+    if ex.scheduler:
+        try:
+            client = Client(ex.scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise SweepError(
+                f"cannot reach the Dask scheduler at {ex.scheduler}: {_one_line(exc)}"
+            ) from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    cluster = LocalCluster(
+        n_workers=ex.workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    )
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def execute(
+    client: Any,
+    plan_: Plan,
+    info: SweepInfo,
+    sink: Any,
+    config: SweepConfig,
+    on_record: Callable[[SweepRecord], None] = lambda r: None,
+) -> Summary:
+    """Run every task of the plan with a bounded number in flight; write each row as it comes."""
+    from distributed import as_completed
+
+    started = time.perf_counter()
+    summary = Summary(info.sweep_id, len(plan_.todo) + len(plan_.skipped), len(plan_.skipped))
+    summary.dashboard = getattr(client, "dashboard_link", None)
+    workers = max(1, len(client.scheduler_info().get("workers", {})) or config.execution.workers)
+    in_flight = config.execution.max_in_flight or 4 * workers
+    pending: dict[str, tuple[CoreObject, Fleet]] = {}
+    queue = iter(plan_.todo)
+
+    def submit(pair: tuple[CoreObject, Fleet]) -> Any:
+        obj, fleet = pair
+        key = f"triage-core-{obj.core_id}"
+        pending[key] = pair
+        return client.submit(
+            analyze_object, obj, fleet, info, key=key, retries=config.execution.retries, pure=False
+        )
+
+    futures = as_completed([submit(p) for p in islice(queue, in_flight)])
+    for future in futures:
+        obj, fleet = pending.pop(future.key)
+        try:
+            record = future.result()
+        except Exception as exc:  # KilledWorker and the like: the row says so
+            status = "worker_lost" if type(exc).__name__ == "KilledWorker" else "task_error"
+            record = lost_record(obj, fleet, info, status, _one_line(exc))
+        future.release()
+        sink.add(record)
+        summary.analysed += 1
+        summary.statuses[record.status] += 1
+        on_record(record)
+        nxt = next(queue, None)
+        if nxt is not None:
+            futures.add(submit(nxt))
+    sink.flush()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,194 @@
+"""The Arrow schema of the sweep dataset, derived from the report dataclasses.
+
+Nothing here is written by hand: `arrow_schema()` walks the type hints of `SweepRecord` and
+the dataclasses it contains, so a field added to `triage/report.py` appears in the dataset
+(and in `schemas/`, after `python scripts/export_schemas.py`) without touching this file.
+
+    hint                  Arrow
+    str                   string
+    int                   int64 (Annotated[int, "arrow:uint64"] -> uint64, any "arrow:NAME")
+    float                 float64
+    bool                  bool
+    Literal["a", "b"]     string
+    X | None              X, nullable (every other field is NOT NULL)
+    list[X]               list<item: X not null>
+    dict[str, str]        map<string, string not null>
+    a dataclass           struct of its fields, in declaration order
+
+Each field carries its attribute docstring as the Arrow field metadata `description` (taken
+from pydantic's JSON Schema of SweepRecord). The partition keys `fleet` and `sweep_date` are
+ordinary columns of the row.
+
+pyarrow and pydantic are imported on first use, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from triage.report import SweepRecord
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pydantic import TypeAdapter
+
+#: The hive partition keys, in directory order: fleet=NAME/sweep_date=YYYY-MM-DD/.
+PARTITION_COLUMNS = ("fleet", "sweep_date")
+
+#: Prefix of an `Annotated[...]` string that names the Arrow type of a field ("arrow:uint64").
+ARROW_TYPE_PREFIX = "arrow:"
+
+_NONE = type(None)
+
+
+@functools.cache
+def sweep_adapter() -> TypeAdapter[SweepRecord]:
+    """pydantic's validator and serialiser of SweepRecord (built once, on first use)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(SweepRecord)
+
+
+def sweep_json_schema() -> dict[str, Any]:
+    """The JSON Schema of SweepRecord (field docstrings as descriptions)."""
+    return sweep_adapter().json_schema()
+
+
+def record_to_dict(record: SweepRecord) -> dict[str, Any]:
+    """A SweepRecord as plain JSON-compatible Python (the `to_dict` of the row)."""
+    return sweep_adapter().dump_python(record, mode="json")
+
+
+@functools.cache
+def _descriptions() -> dict[str, dict[str, str]]:
+    """Class name -> field name -> description, from the JSON Schema of SweepRecord."""
+    schema = sweep_json_schema()
+    definitions = [schema, *schema.get("$defs", {}).values()]
+    return {
+        definition["title"]: {
+            name: prop["description"]
+            for name, prop in definition.get("properties", {}).items()
+            if "description" in prop
+        }
+        for definition in definitions
+        if "title" in definition
+    }
+
+
+def _arrow_type(hint: Any, where: str) -> tuple[pa.DataType, bool]:
+    """The Arrow type of one type hint and whether it is nullable."""
+    import pyarrow as pa
+
+    origin = get_origin(hint)
+    if origin is typing.Annotated:
+        inner, *extras = get_args(hint)
+        named = [e for e in extras if isinstance(e, str) and e.startswith(ARROW_TYPE_PREFIX)]
+        arrow_type, nullable = _arrow_type(inner, where)
+        if named:
+            factory = getattr(pa, named[-1][len(ARROW_TYPE_PREFIX) :], None)
+            arrow_type = factory() if callable(factory) else None
+            if not isinstance(arrow_type, pa.DataType):
+                raise TypeError(f"{where}: {named[-1]!r} names no Arrow type")
+        return arrow_type, nullable
+    if origin is Union or origin is types.UnionType:
+        members = [arg for arg in get_args(hint) if arg is not _NONE]
+        if len(members) != 1:
+            raise TypeError(f"{where}: a union other than `X | None` has no Arrow type: {hint}")
+        return _arrow_type(members[0], where)[0], True
+    if origin is Literal:
+        values = get_args(hint)
+        if not all(isinstance(value, str) for value in values):
+            raise TypeError(f"{where}: only Literal[...] of str is supported: {hint}")
+        return pa.string(), False
+    if origin is list:
+        (item,) = get_args(hint)
+        item_type, item_nullable = _arrow_type(item, f"{where}[]")
+        return pa.list_(pa.field("item", item_type, nullable=item_nullable)), False
+    if origin is dict:
+        key, value = get_args(hint)
+        if key is not str:
+            raise TypeError(f"{where}: map keys must be str: {hint}")
+        value_type, value_nullable = _arrow_type(value, f"{where}{{}}")
+        return pa.map_(pa.string(), pa.field("value", value_type, nullable=value_nullable)), False
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return pa.struct(arrow_fields(hint)), False
+    scalar = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
+    if hint in scalar:
+        return scalar[hint], False
+    raise TypeError(f"{where}: no Arrow type for {hint!r}")
+
+
+def arrow_fields(cls: type) -> list[pa.Field]:
+    """The Arrow fields of a dataclass, in declaration order, with their docstrings."""
+    import pyarrow as pa
+
+    hints = get_type_hints(cls, include_extras=True)
+    docs = _descriptions().get(cls.__name__, {})
+    fields = []
+    for item in dataclasses.fields(cls):
+        arrow_type, nullable = _arrow_type(hints[item.name], f"{cls.__name__}.{item.name}")
+        doc = docs.get(item.name)
+        metadata = {"description": doc} if doc else None
+        fields.append(pa.field(item.name, arrow_type, nullable=nullable, metadata=metadata))
+    return fields
+
+
+@functools.cache
+def arrow_schema() -> pa.Schema:
+    """The Arrow schema of one SweepRecord row (partition columns included)."""
+    import pyarrow as pa
+
+    return pa.schema(arrow_fields(SweepRecord))
+
+
+def partition_schema() -> pa.Schema:
+    """The hive partition keys as an Arrow schema (both strings)."""
+    import pyarrow as pa
+
+    schema = arrow_schema()
+    return pa.schema([schema.field(name) for name in PARTITION_COLUMNS])
+
+
+def to_arrow(records: list[SweepRecord]) -> pa.Table:
+    """The records as a Table of `arrow_schema()`, nested lists and structs kept as they are."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([record_to_dict(r) for r in records], schema=arrow_schema())
+
+
+def _child_type(parent: pa.Schema | pa.StructType, name: str) -> pa.DataType | None:
+    """The type of field `name` of a schema or struct (None if it has no such field)."""
+    index = parent.get_field_index(name)
+    return parent.field(index).type if index >= 0 else None
+
+
+def _plain(value: Any, arrow_type: pa.DataType | None) -> Any:
+    """A value from `to_pylist()` with maps turned back into dicts (pyarrow gives pairs)."""
+    import pyarrow as pa
+
+    if value is None or arrow_type is None:
+        return value
+    if pa.types.is_map(arrow_type):
+        pairs = value.items() if isinstance(value, dict) else value
+        item_type = arrow_type.item_type
+        return {key: _plain(item, item_type) for key, item in pairs}
+    if pa.types.is_struct(arrow_type):
+        return {name: _plain(item, _child_type(arrow_type, name)) for name, item in value.items()}
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        item_type = arrow_type.value_type
+        return [_plain(item, item_type) for item in value]
+    return value
+
+
+def from_arrow_row(row: dict[str, Any]) -> SweepRecord:
+    """One row of `Table.to_pylist()` (or of a dataset scan) back into a validated SweepRecord.
+
+    Unknown columns and wrong types are refused by pydantic (the models forbid extra fields).
+    """
+    schema = arrow_schema()
+    plain = {name: _plain(value, _child_type(schema, name)) for name, value in row.items()}
+    return sweep_adapter().validate_python(plain)

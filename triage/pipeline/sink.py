@@ -1,0 +1,227 @@
+"""Write SweepRecords as a hive-partitioned Parquet dataset, locally or to any fsspec URL.
+
+    with ParquetSink("s3://crashes/sweeps", storage_options={...}) as sink:
+        for record in records:
+            sink.add(record)
+
+Layout (partition values are also columns inside each file, so one file reads on its own):
+
+    URL/fleet=NAME/sweep_date=YYYY-MM-DD/part-<sweep_id>-<n>.parquet
+
+Files appear whole or not at all. Each is written under a hidden name first,
+`.part-<sweep_id>-<n>.<random>.tmp`, and moved to its final name once complete, so a writer
+killed mid-file leaves only such a name. Readers skip it for two separate reasons, and the
+name is chosen to satisfy both:
+
+* pyarrow.dataset skips files whose name starts with "." or "_" (its default
+  `ignore_prefixes`), whatever they end with;
+* DuckDB skips NOTHING by prefix (`read_parquet('URL/**/*.parquet')` reads `_x.parquet` and
+  `.x.parquet` too), so the name must not match the reader's `*.parquet` glob.
+
+Read the dataset with a `*.parquet` glob, never `**/*`. With DuckDB's default hive
+handling, `sweep_date` comes back as DATE; add `hive_types_autocast=false` to keep it text.
+
+The sink holds at most `batch_size` rows: when that many are buffered, the partition holding
+the most is written as one file. Part numbers continue after the highest one already present
+for the same sweep_id in a partition, so rerunning a sweep never overwrites its earlier files.
+One sink at a time should write a given sweep_id to a given partition. On object stores the
+bucket must exist: the sink makes directories only on filesystems that have them.
+
+pyarrow and fsspec are imported on first use.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from triage.pipeline.schema import PARTITION_COLUMNS, arrow_schema, from_arrow_row, to_arrow
+from triage.report import SweepRecord
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+    from fsspec import AbstractFileSystem
+
+#: What fleet names and sweep ids may be: they become directory and file names as they are.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+#: The Parquet compression of the files written.
+COMPRESSION = "zstd"
+
+#: fsspec protocols of object stores: no directories to make (and s3fs's makedirs would
+#: create a missing bucket, which a sink must never do).
+OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl"})
+
+_Key = tuple[str, str, str]  # (fleet, sweep_date, sweep_id)
+
+
+def _filesystem(url: str, storage_options: dict[str, Any] | None) -> tuple[AbstractFileSystem, str]:
+    """The fsspec filesystem of `url` and the dataset root's path within it (no trailing /)."""
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(url, **(storage_options or {}))
+    return fs, path.rstrip("/") or path
+
+
+def _has_directories(fs: AbstractFileSystem) -> bool:
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    return not protocols & OBJECT_STORE_PROTOCOLS
+
+
+def partition_dir(root: str, fleet: str, sweep_date: str) -> str:
+    """ROOT/fleet=NAME/sweep_date=YYYY-MM-DD."""
+    return f"{root}/fleet={fleet}/sweep_date={sweep_date}"
+
+
+def _check_record(record: SweepRecord) -> _Key:
+    if not NAME_PATTERN.fullmatch(record.fleet):
+        raise ValueError(f"fleet {record.fleet!r} is not a valid partition value ([A-Za-z0-9._-])")
+    if not DATE_PATTERN.fullmatch(record.sweep_date):
+        raise ValueError(f"sweep_date {record.sweep_date!r} is not YYYY-MM-DD")
+    if not NAME_PATTERN.fullmatch(record.sweep_id):
+        raise ValueError(f"sweep_id {record.sweep_id!r} cannot be part of a file name")
+    return record.fleet, record.sweep_date, record.sweep_id
+
+
+class ParquetSink:
+    """Buffers SweepRecords and writes them as Parquet files of at most `batch_size` rows."""
+
+    def __init__(
+        self, url: str, storage_options: dict[str, Any] | None = None, batch_size: int = 500
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.url = url
+        self.batch_size = batch_size
+        self.fs, self.root = _filesystem(url, storage_options)
+        #: Final paths of the files written so far (paths within `fs`), in order.
+        self.files: list[str] = []
+        #: Rows written so far.
+        self.rows_written = 0
+        self._buffers: dict[_Key, list[SweepRecord]] = {}
+        self._buffered = 0
+        self._next_part: dict[_Key, int] = {}
+        self._closed = False
+
+    # -- writing
+
+    def add(self, record: SweepRecord) -> None:
+        """Buffer one record; writes a file when `batch_size` records are buffered."""
+        if self._closed:
+            raise ValueError("the sink is closed")
+        key = _check_record(record)
+        self._buffers.setdefault(key, []).append(record)
+        self._buffered += 1
+        if self._buffered >= self.batch_size:
+            largest = max(self._buffers, key=lambda k: len(self._buffers[k]))
+            self._write(largest)
+
+    def flush(self) -> None:
+        """Write every buffered record (one file per partition holding any)."""
+        for key in list(self._buffers):
+            self._write(key)
+
+    def close(self) -> None:
+        """Flush; the sink takes no more records. Closing twice does nothing."""
+        if not self._closed:
+            self.flush()
+            self._closed = True
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Records already analysed are kept even when the sweep fails: a rerun skips them.
+        self.close()
+
+    def _part_number(self, key: _Key, directory: str) -> int:
+        """The next part number for `key`: one above the highest already in `directory`."""
+        if key not in self._next_part:
+            pattern = re.compile(rf"part-{re.escape(key[2])}-(\d+)\.parquet")
+            highest = -1
+            if self.fs.exists(directory):
+                for path in self.fs.ls(directory, detail=False):
+                    match = pattern.fullmatch(path.rstrip("/").rsplit("/", 1)[-1])
+                    if match:
+                        highest = max(highest, int(match.group(1)))
+            self._next_part[key] = highest + 1
+        number = self._next_part[key]
+        self._next_part[key] = number + 1
+        return number
+
+    def _write(self, key: _Key) -> None:
+        import pyarrow.parquet as pq
+
+        records = self._buffers[key]
+        table = to_arrow(records)
+        fleet, sweep_date, sweep_id = key
+        directory = partition_dir(self.root, fleet, sweep_date)
+        if _has_directories(self.fs):
+            self.fs.makedirs(directory, exist_ok=True)
+        number = self._part_number(key, directory)
+        final = f"{directory}/part-{sweep_id}-{number}.parquet"
+        temporary = f"{directory}/.part-{sweep_id}-{number}.{uuid.uuid4().hex}.tmp"
+        try:
+            with self.fs.open(temporary, "wb") as stream:
+                pq.write_table(table, stream, compression=COMPRESSION)
+            self.fs.mv(temporary, final)
+        except BaseException:
+            try:
+                if self.fs.exists(temporary):
+                    self.fs.rm(temporary)
+            except Exception:  # the original error matters more; a .tmp is ignored anyway
+                pass
+            raise
+        del self._buffers[key]
+        self._buffered -= len(records)
+        self.files.append(final)
+        self.rows_written += len(records)
+
+
+# -- reading
+
+
+def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> ds.Dataset | None:
+    """The dataset at `url` as a pyarrow Dataset of `arrow_schema()` (None if there is none).
+
+    Hive partitioning on fleet and sweep_date; files named `.*` or `_*` are skipped.
+    """
+    import pyarrow.dataset as ds
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    from triage.pipeline.schema import partition_schema
+
+    fs, root = _filesystem(url, storage_options)
+    if not fs.exists(root):
+        return None
+    return ds.dataset(
+        root,
+        schema=arrow_schema(),
+        format="parquet",
+        filesystem=PyFileSystem(FSSpecHandler(fs)),
+        partitioning=ds.partitioning(partition_schema(), flavor="hive"),
+        ignore_prefixes=[".", "_"],
+    )
+
+
+def existing_ids(url: str, storage_options: dict[str, Any] | None = None) -> set[str]:
+    """The core_ids already in the dataset at `url` (reads only that column; empty if none)."""
+    dataset = open_dataset(url, storage_options)
+    if dataset is None:
+        return set()
+    return set(dataset.to_table(columns=["core_id"]).column("core_id").to_pylist())
+
+
+def read_records(
+    url: str, storage_options: dict[str, Any] | None = None, *, fleet: str | None = None
+) -> list[SweepRecord]:
+    """Every record of the dataset at `url` (of one fleet if given), in no particular order."""
+    import pyarrow.dataset as ds
+
+    dataset = open_dataset(url, storage_options)
+    if dataset is None:
+        return []
+    where = ds.field(PARTITION_COLUMNS[0]) == fleet if fleet is not None else None
+    return [from_arrow_row(row) for row in dataset.to_table(filter=where).to_pylist()]

@@ -1,0 +1,817 @@
+"""Where the sweep finds cores: local directories and fsspec URLs (s3://, gs://, file://, ...).
+
+    for obj in list_sources(["/var/lib/systemd/coredump", "s3://crashes/web/"], options):
+        ...                                  # cheap: names, sizes, etags; no content read
+    compression, problem = sniff_core(read_head(obj, options))
+    path = fetch(obj, tmpdir, options)       # local path of the core (a temp copy if remote)
+    collection = collection_for(obj, options)
+
+Listing never reads an object: a core is recognised later by content (`sniff_core` on the
+first bytes), so a source may hold anything. Skipped while listing: names starting with "."
+or "_" anywhere below the source (hidden files, writers' temporaries, `_SUCCESS`), and
+sidecars (`X.json` next to a listed `X`, which becomes `X`'s `sidecar_url`).
+
+`core_id` is the first 32 hex digits of the SHA-256 of `url + "\\n" + etag` when the store
+gives an etag, else of `url + "\\n" + str(size) + "\\n" + (mtime or "")`: the same object
+keeps its id from one listing to the next and gets a new one when it changes.
+
+What a collection says about a core comes from four places; where two say something about
+the same field, the first of these wins:
+
+1. the sidecar `<core>.json`;
+2. systemd-coredump's extended attributes `user.coredump.*` (local files only);
+3. the object's metadata in the store (S3 user metadata `x-amz-meta-*`, ...);
+4. systemd-coredump's file name `core.COMM.UID.BOOTID.PID.USEC[.zst|.xz|.lz4]`.
+
+The sidecar and the object metadata use the keys host (or hostname), comm, exe, pid, uid,
+signal, timestamp and fleet, matched without regard to case, `-` or `_`; the journal's names
+(COREDUMP_HOSTNAME, COREDUMP_EXE, COREDUMP_COMM, COREDUMP_PID, COREDUMP_UID, COREDUMP_SIGNAL,
+COREDUMP_TIMESTAMP) are understood too. Other keys go to `Collection.extra` as they are.
+Extended attributes other than those fields go to extra under their journal names
+(`user.coredump.gid` -> COREDUMP_GID, `user.coredump.rlimit` -> COREDUMP_RLIMIT); the boot id
+of the file name goes to extra as `boot_id`. A part that cannot be read or understood is
+named in extra as `sidecar_error`, `xattr_error` or `metadata_error` (one line) and the rest
+still counts.
+
+Timestamps are written as ISO 8601 in UTC (`2025-11-24T16:00:00.123456Z`). A timestamp given
+as a number is read by its size: seconds below 1e11, milliseconds below 1e14, microseconds
+below 1e17 (systemd's unit), else nanoseconds.
+
+Only this package imports fsspec, on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import hashlib
+import json
+import os
+import re
+import signal as signal_module
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from triage.coredump.source import decompressor, sniff
+from triage.errors import TriageError
+from triage.report import Collection
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+#: How many bytes of an object `read_head` reads for `sniff_core`.
+HEAD_SIZE = 64 * 1024
+#: Bytes per read when copying a remote object to a local file.
+FETCH_CHUNK = 8 * 1024 * 1024
+#: A sidecar larger than this is not read.
+SIDECAR_MAX = 1024 * 1024
+
+_LOCAL_PROTOCOLS = ("file", "local")
+_UTC = dt.timezone.utc
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+
+ET_NAMES = {
+    0: "an ELF file of no type",
+    1: "an ELF relocatable object",
+    2: "an ELF executable",
+    3: "an ELF shared library",
+}
+ET_CORE = 4
+PT_INTERP = 3
+
+
+class SourceError(TriageError):
+    """A source or an object in it cannot be read. The message is one line naming the source
+    and what to do; `kind` is one of not_found, permission_denied, unreachable, changed,
+    unreadable."""
+
+    def __init__(self, message: str, kind: str = "unreadable") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class CoreObject:
+    """One file of a source that may be a core (nothing of its content has been read)."""
+
+    url: str
+    """Absolute path for a local file; `proto://bucket/key` for a remote object."""
+    size: int
+    etag: str | None
+    """The store's entity tag as it gives it (S3: with its double quotes); None locally."""
+    mtime: str | None
+    """Last-modified time, ISO 8601 UTC."""
+    core_id: str
+    sidecar_url: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict, hash=False)
+    """Object metadata the listing gave (lower-case keys, no `x-amz-meta-` prefix). S3
+    listings give none; `collection_for` asks the store."""
+
+    @classmethod
+    def make(
+        cls,
+        url: str,
+        size: int,
+        etag: str | None = None,
+        mtime: str | None = None,
+        sidecar_url: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> CoreObject:
+        return cls(
+            url,
+            size,
+            etag,
+            mtime,
+            core_id(url, size, etag, mtime),
+            sidecar_url,
+            dict(metadata or {}),
+        )
+
+    @property
+    def is_local(self) -> bool:
+        return _is_local_url(self.url)
+
+
+def core_id(url: str, size: int, etag: str | None, mtime: str | None) -> str:
+    """The deterministic identity of a core object (see the module docstring)."""
+    key = f"{url}\n{etag}" if etag else f"{url}\n{size}\n{mtime or ''}"
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+# --------------------------------------------------------------------------------------------
+# Listing
+
+
+@dataclass
+class _Source:
+    given: str
+    fs: AbstractFileSystem
+    path: str
+    protocol: str
+    local: bool
+    info: dict[str, Any]
+
+
+def _is_local_url(url: str) -> bool:
+    return "://" not in url
+
+
+def _protocol_of(url: str) -> str:
+    if "://" in url:
+        return url.split("://", 1)[0].lower()
+    return "file"
+
+
+def _filesystem(
+    url: str, storage_options: dict[str, Any] | None
+) -> tuple[AbstractFileSystem, str, bool]:
+    """(filesystem, path within it, is local) for a path or URL. Local paths get no options."""
+    from fsspec.core import url_to_fs
+
+    protocol = _protocol_of(url)
+    if protocol in _LOCAL_PROTOCOLS:
+        fs, path = url_to_fs(url)
+        return fs, path, True
+    fs, path = url_to_fs(url, **(storage_options or {}))
+    return fs, path, False
+
+
+def _canonical(fs: AbstractFileSystem, path: str, local: bool) -> str:
+    if local:
+        return os.path.abspath(path)
+    return fs.unstrip_protocol(path)
+
+
+def _error_detail(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        name = type(exc).__name__
+        if (
+            isinstance(exc, (ConnectionError, TimeoutError))
+            or "Connect" in name
+            or ("Timeout" in name)
+        ):
+            return True
+        if isinstance(exc, OSError) and exc.errno in (
+            errno.ECONNREFUSED,
+            errno.EHOSTUNREACH,
+            errno.ENETUNREACH,
+            errno.ETIMEDOUT,
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def _source_error(source: str, exc: BaseException, doing: str = "list") -> SourceError:
+    """The one-line SourceError for an exception met while reaching `source`."""
+    detail = _error_detail(exc)
+    name = type(exc).__name__
+    if isinstance(exc, FileNotFoundError):
+        return SourceError(f"source {source} does not exist; check the path or URL", "not_found")
+    if isinstance(exc, PermissionError) or "Credentials" in name:
+        return SourceError(
+            f"source {source} rejected the credentials or denied access ({detail}); check the "
+            f"storage options or the credentials in the environment, and the right to {doing} it",
+            "permission_denied",
+        )
+    if _is_connection_error(exc):
+        return SourceError(
+            f"source {source} is unreachable ({detail}); check the endpoint URL and the network",
+            "unreachable",
+        )
+    return SourceError(f"cannot {doing} source {source}: {name}: {detail}", "unreadable")
+
+
+def _open_source(source: str, storage_options: dict[str, Any] | None) -> _Source:
+    try:
+        fs, path, local = _filesystem(source, storage_options)
+    except Exception as exc:  # unknown protocol, missing driver, bad options
+        raise SourceError(
+            f"cannot open source {source}: {type(exc).__name__}: {_error_detail(exc)}",
+            "unreadable",
+        ) from None
+    try:
+        fs.invalidate_cache(path)
+        info = fs.info(path)
+    except Exception as exc:
+        raise _source_error(source, exc) from None
+    if info.get("type") not in ("file", "directory"):
+        raise SourceError(
+            f"source {source} is neither a directory nor a regular file", "unreadable"
+        )
+    return _Source(source, fs, path, _protocol_of(source), local, info)
+
+
+def check_sources(sources: list[str], storage_options: dict[str, Any] | None = None) -> None:
+    """Raise SourceError for the first source that does not exist, is unreachable or rejects
+    the credentials (one cheap call per source: an info/HEAD, not a listing)."""
+    for source in sources:
+        _open_source(source, storage_options)
+
+
+def list_sources(
+    sources: list[str], storage_options: dict[str, Any] | None = None
+) -> Iterator[CoreObject]:
+    """Every file of `sources` that may be a core, sorted by URL, each once.
+
+    All sources are checked (see `check_sources`) when iteration starts, before the first
+    object is yielded, so a bad source stops a sweep before any work.
+    """
+    opened = [_open_source(source, storage_options) for source in sources]
+    found: dict[str, CoreObject] = {}
+    for src in opened:
+        for obj in _list_one(src):
+            found.setdefault(obj.url, obj)
+    for url in sorted(found):
+        yield found[url]
+
+
+def _list_one(src: _Source) -> list[CoreObject]:
+    fs, root = src.fs, src.path
+    if src.info.get("type") == "file":
+        sidecar = None
+        with contextlib.suppress(Exception):
+            if fs.isfile(root + ".json"):
+                sidecar = _canonical(fs, root + ".json", src.local)
+        return [_core_object(fs, root, src.info, src.local, sidecar)]
+    try:
+        entries = fs.find(root, detail=True)
+    except Exception as exc:
+        raise _source_error(src.given, exc) from None
+    prefix = root.rstrip("/") + "/"
+    files: dict[str, dict[str, Any]] = {}
+    for name, info in entries.items():
+        if name.endswith("/") or not name.startswith(prefix):
+            continue
+        relative = name[len(prefix) :]
+        if any(part[:1] in (".", "_") for part in relative.split("/")):
+            continue
+        info = _regular_file_info(name, info, src.local)
+        if info is not None:
+            files[name] = info
+    out = []
+    for name, info in files.items():
+        if name.endswith(".json") and name[: -len(".json")] in files:
+            continue
+        sidecar = name + ".json"
+        sidecar_url = _canonical(fs, sidecar, src.local) if sidecar in files else None
+        out.append(_core_object(fs, name, info, src.local, sidecar_url))
+    return out
+
+
+def _regular_file_info(name: str, info: dict[str, Any], local: bool) -> dict[str, Any] | None:
+    """The info of a regular file (a local symlink stands for its target), else None."""
+    if info.get("type") == "file":
+        return info
+    if local and info.get("islink"):
+        try:
+            st = os.stat(name)
+        except OSError:
+            return None
+        import stat
+
+        if stat.S_ISREG(st.st_mode):
+            return {"name": name, "type": "file", "size": st.st_size, "mtime": st.st_mtime}
+    return None
+
+
+def _core_object(
+    fs: AbstractFileSystem, path: str, info: dict[str, Any], local: bool, sidecar: str | None
+) -> CoreObject:
+    url = _canonical(fs, path, local)
+    etag = None if local else _first(info, "ETag", "etag", "Etag")
+    metadata = {}
+    for key in ("metadata", "Metadata"):
+        if isinstance(info.get(key), dict):
+            metadata = _normalise_metadata(info[key])
+            break
+    return CoreObject.make(
+        url=url,
+        size=int(info.get("size") or 0),
+        etag=str(etag) if etag else None,
+        mtime=_info_mtime(info),
+        sidecar_url=sidecar,
+        metadata=metadata,
+    )
+
+
+def _first(info: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if info.get(key) not in (None, ""):
+            return info[key]
+    return None
+
+
+def _info_mtime(info: dict[str, Any]) -> str | None:
+    value = _first(info, "mtime", "LastModified", "last_modified", "updated", "modified")
+    if value is None:
+        return None
+    try:
+        if isinstance(value, dt.datetime):
+            return _iso(value)
+        if isinstance(value, (int, float)):
+            return _iso(dt.datetime.fromtimestamp(value, _UTC))
+        return _iso(_parse_iso(str(value)))
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _normalise_metadata(meta: dict[Any, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in meta.items():
+        name = str(key).lower()
+        if name.startswith("x-amz-meta-"):
+            name = name[len("x-amz-meta-") :]
+        out[name] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Content
+
+
+def read_head(
+    obj: CoreObject, storage_options: dict[str, Any] | None = None, size: int = HEAD_SIZE
+) -> bytes:
+    """The first `size` bytes of the object (one ranged read); errors -> SourceError."""
+    try:
+        if obj.is_local:
+            with open(obj.url, "rb") as f:
+                return f.read(size)
+        fs, path, _ = _filesystem(obj.url, storage_options)
+        return fs.cat_file(path, start=0, end=min(size, obj.size) if obj.size else size)
+    except Exception as exc:
+        raise _object_error(obj.url, exc) from None
+
+
+def _object_error(url: str, exc: BaseException) -> SourceError:
+    """The SourceError for one object that could not be read."""
+    if isinstance(exc, FileNotFoundError):
+        return SourceError(f"{url} no longer exists (deleted since it was listed)", "not_found")
+    if _is_local_url(url) and isinstance(exc, OSError):
+        kind = "permission_denied" if isinstance(exc, PermissionError) else "unreadable"
+        return SourceError(f"cannot read {url}: {exc.strerror or _error_detail(exc)}", kind)
+    err = _source_error(url, exc, doing="read")
+    return SourceError(err.message.replace(f"source {url}", url, 1), err.kind)
+
+
+def sniff_core(head: bytes) -> tuple[str, str | None]:
+    """(compression, problem) from the first bytes of an object: problem is None when they
+    are the start of a 64-bit ELF core, plain or gzip/zstd/xz/lz4-compressed; else one line
+    saying what the object is instead. A cut-off compressed head is fine."""
+    if not head:
+        return "none", "an empty file"
+    compression = sniff(head)
+    if compression is None:
+        return "none", "not an ELF file"
+    if compression == "none":
+        return "none", _elf_problem(head)
+    try:
+        elf_head = _decompress_head(head, compression)
+    except Exception as exc:
+        return compression, (
+            f"a {compression} archive that cannot be decompressed ({_error_detail(exc)})"
+        )
+    if not elf_head:
+        return compression, f"a {compression} archive of nothing"
+    if not elf_head.startswith(b"\x7fELF"):
+        return compression, f"a {compression} archive of something that is not a core"
+    problem = _elf_problem(elf_head)
+    if problem is None:
+        return compression, None
+    return compression, f"a {compression} archive of {problem}"
+
+
+def _decompress_head(head: bytes, compression: str, want: int = 4096) -> bytes:
+    """Up to `want` decompressed bytes from the start of a (possibly cut-off) archive. Output
+    is bounded: a 64 KiB head of a highly compressible core must not inflate in memory."""
+    import io
+
+    src = io.BytesIO(head)
+    if compression == "zstd":
+        import zstandard
+
+        # triage.coredump.source's zstd reader inflates a whole chunk at once; zstandard's
+        # stream reader bounds its output and stops quietly where the input stops.
+        reader = zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
+    else:
+        reader = decompressor(src, compression)
+    out = bytearray()
+    try:
+        while len(out) < want:
+            try:
+                chunk = reader.read(want - len(out))
+            except EOFError:
+                if out:
+                    break  # the head ends inside the archive: expected
+                raise
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        with contextlib.suppress(Exception):
+            reader.close()
+    return bytes(out)
+
+
+def _elf_problem(data: bytes) -> str | None:
+    """None for the start of a 64-bit ELF core; else what the ELF file is."""
+    if not data.startswith(b"\x7fELF"):
+        return "not an ELF file"
+    if len(data) < 20:
+        return f"a truncated ELF file ({len(data)} bytes)"
+    ei_class, ei_data = data[4], data[5]
+    if ei_data not in (1, 2):
+        return "an ELF file of unknown byte order"
+    order = "little" if ei_data == 1 else "big"
+    e_type = int.from_bytes(data[16:18], order)
+    if ei_class != 2:
+        kind = "a 32-bit ELF core" if e_type == ET_CORE else "a 32-bit ELF file"
+        return f"{kind}; only 64-bit cores are supported"
+    if e_type == ET_CORE:
+        return None
+    if e_type == 3 and _has_interp(data, order):
+        return "an ELF executable (position-independent), not a core"
+    return f"{ET_NAMES.get(e_type, f'an ELF file of type {e_type}')}, not a core"
+
+
+def _has_interp(data: bytes, order: str) -> bool:
+    """Whether a 64-bit ELF file's program headers (if within `data`) include PT_INTERP."""
+    if len(data) < 64:
+        return False
+    phoff = int.from_bytes(data[32:40], order)
+    phentsize = int.from_bytes(data[54:56], order)
+    phnum = int.from_bytes(data[56:58], order)
+    if phentsize < 4:
+        return False
+    for i in range(min(phnum, 256)):
+        at = phoff + i * phentsize
+        if at + 4 > len(data):
+            return False
+        if int.from_bytes(data[at : at + 4], order) == PT_INTERP:
+            return True
+    return False
+
+
+def fetch(obj: CoreObject, dest_dir: str, storage_options: dict[str, Any] | None = None) -> str:
+    """A local path to read the core from: the file itself when local; else a new file in
+    `dest_dir` the object is streamed into (FETCH_CHUNK at a time), which the caller deletes.
+    Errors (and an object whose size changed since it was listed) -> SourceError."""
+    if obj.is_local:
+        try:
+            with open(obj.url, "rb"):
+                pass
+        except OSError as exc:
+            raise _object_error(obj.url, exc) from None
+        return obj.url
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", obj.url.rstrip("/").rsplit("/", 1)[-1])[-80:]
+    fd, tmp = tempfile.mkstemp(
+        prefix=f"triage-{obj.core_id[:12]}-", suffix=f"-{base}", dir=dest_dir
+    )
+    try:
+        with os.fdopen(fd, "wb") as out:
+            fs, path, _ = _filesystem(obj.url, storage_options)
+            with fs.open(path, "rb", block_size=FETCH_CHUNK, cache_type="none") as src:
+                while True:
+                    chunk = src.read(FETCH_CHUNK)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+            got = out.tell()
+        if got != obj.size:
+            raise SourceError(
+                f"{obj.url} changed since it was listed ({obj.size} bytes then, {got} now); "
+                "the next sweep will take the new object",
+                "changed",
+            )
+        return tmp
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, SourceError) or not isinstance(exc, Exception):
+            raise
+        raise _object_error(obj.url, exc) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Collection metadata
+
+_SYSTEMD_NAME = re.compile(
+    r"core\.(?P<comm>[^.]*)\.(?P<uid>\d+)\.(?P<boot_id>[0-9a-f]{32})\.(?P<pid>\d+)"
+    r"\.(?P<usec>\d+)(?:\.(?:zst|xz|lz4|gz))?"
+)
+_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+
+
+def _unescape(text: str) -> str:
+    """Undo systemd's xescape(): every `\\xNN` is the byte NN (the bytes are UTF-8)."""
+    raw = text.encode("utf-8", "surrogateescape")
+    raw = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def parse_systemd_name(name: str) -> dict[str, Any] | None:
+    """What systemd-coredump's file name says, or None for another name.
+
+    `core.COMM.UID.BOOTID.PID.USEC[.zst|.xz|.lz4]`, where COMM has `.`, `/`, space, `\\` and
+    unprintable bytes written as `\\xNN`. Returns {comm, uid, boot_id, pid, timestamp}."""
+    match = _SYSTEMD_NAME.fullmatch(os.path.basename(name))
+    if match is None:
+        return None
+    try:
+        timestamp = _iso(_EPOCH + dt.timedelta(microseconds=int(match["usec"])))
+    except OverflowError:
+        return None
+    return {
+        "comm": _unescape(match["comm"]),
+        "uid": int(match["uid"]),
+        "boot_id": match["boot_id"],
+        "pid": int(match["pid"]),
+        "timestamp": timestamp,
+    }
+
+
+#: Collection field -> the keys that give it (normalised: lower case, `-` as `_`), in order.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "fleet": ("fleet",),
+    "host": ("host", "hostname", "coredump_hostname"),
+    "comm": ("comm", "coredump_comm"),
+    "exe": ("exe", "coredump_exe"),
+    "uid": ("uid", "coredump_uid"),
+    "pid": ("pid", "coredump_pid"),
+    "signal": ("signal", "coredump_signal"),
+    "timestamp": ("timestamp", "coredump_timestamp"),
+}
+_KNOWN = {alias: name for name, aliases in _ALIASES.items() for alias in aliases}
+_FIELDS = tuple(_ALIASES)
+
+
+@dataclass
+class _Layer:
+    fields: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _norm_key(key: str) -> str:
+    return key.strip().lower().replace("-", "_")
+
+
+def _layer_from_mapping(data: dict[str, Any], layer: str) -> _Layer:
+    """Fields and extras of one key/value source; bad values are named in extra[layer_error]."""
+    out = _Layer()
+    problems: list[str] = []
+    chosen: dict[str, tuple[int, str, Any]] = {}
+    for key, value in data.items():
+        name = _KNOWN.get(_norm_key(str(key)))
+        if name is None:
+            if value is not None:
+                out.extra[str(key)] = (
+                    value
+                    if isinstance(value, str)
+                    else json.dumps(value, ensure_ascii=False, sort_keys=True)
+                )
+            continue
+        rank = _ALIASES[name].index(_norm_key(str(key)))
+        if value is None or (name in chosen and chosen[name][0] <= rank):
+            continue
+        chosen[name] = (rank, str(key), value)
+    for name in _FIELDS:
+        if name not in chosen:
+            continue
+        _, key, value = chosen[name]
+        try:
+            out.fields[name] = _convert(name, value)
+        except ValueError as exc:
+            problems.append(f"{key}: {exc}")
+    if problems:
+        out.extra[f"{layer}_error"] = "; ".join(problems)
+    return out
+
+
+def _convert(name: str, value: Any) -> Any:
+    if name in ("uid", "pid"):
+        return _to_int(value)
+    if name == "signal":
+        return _to_signal(value)
+    if name == "timestamp":
+        return _to_timestamp(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {json.dumps(value)}")
+    return value
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"expected an integer, got {json.dumps(value)}")
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    if not re.fullmatch(r"-?\d+", text):
+        raise ValueError(f"expected an integer, got {json.dumps(value)}")
+    return int(text)
+
+
+def _to_signal(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isalpha():
+        name = value.strip().upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        try:
+            return int(signal_module.Signals[name])
+        except KeyError:
+            raise ValueError(f"unknown signal {json.dumps(value)}") from None
+    return _to_int(value)
+
+
+def _to_timestamp(value: Any) -> str:
+    """ISO 8601 UTC from an ISO string or an epoch number (unit guessed by size)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a time, got {json.dumps(value)}")
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", value):
+        value = float(value) if "." in value else int(value)
+    if isinstance(value, (int, float)):
+        magnitude = abs(value)
+        if magnitude < 1e11:
+            scale = 1_000_000
+        elif magnitude < 1e14:
+            scale = 1_000
+        elif magnitude < 1e17:
+            scale = 1
+        else:
+            scale = 0.001
+        try:
+            return _iso(_EPOCH + dt.timedelta(microseconds=round(value * scale)))
+        except OverflowError:
+            raise ValueError(f"time out of range: {json.dumps(value)}") from None
+    if isinstance(value, str):
+        try:
+            return _iso(_parse_iso(value))
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 time nor an epoch: {json.dumps(value)}") from None
+    raise ValueError(f"expected a time, got {json.dumps(value)}")
+
+
+def _parse_iso(text: str) -> dt.datetime:
+    text = text.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_UTC)
+    return parsed
+
+
+def _iso(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_UTC)
+    return value.astimezone(_UTC).isoformat().replace("+00:00", "Z")
+
+
+def _name_layer(obj: CoreObject) -> _Layer:
+    parsed = parse_systemd_name(obj.url.rstrip("/").rsplit("/", 1)[-1])
+    if parsed is None:
+        return _Layer()
+    boot_id = parsed.pop("boot_id")
+    return _Layer(fields=parsed, extra={"boot_id": boot_id})
+
+
+def _xattr_layer(obj: CoreObject) -> _Layer:
+    if not obj.is_local or not hasattr(os, "listxattr"):
+        return _Layer()
+    try:
+        names = [n for n in os.listxattr(obj.url) if n.startswith("user.coredump.")]
+        raw = {n: os.getxattr(obj.url, n) for n in names}
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.ENODATA, errno.ENOENT):
+            return _Layer()
+        return _Layer(extra={"xattr_error": f"cannot read extended attributes: {exc.strerror}"})
+    data = {
+        "COREDUMP_" + n[len("user.coredump.") :].upper(): v.decode("utf-8", "backslashreplace")
+        for n, v in sorted(raw.items())
+    }
+    return _layer_from_mapping(data, "xattr")
+
+
+def _metadata_layer(obj: CoreObject, storage_options: dict[str, Any] | None) -> _Layer:
+    metadata = obj.metadata
+    if not metadata and not obj.is_local:
+        try:
+            fs, path, _ = _filesystem(obj.url, storage_options)
+            if hasattr(fs, "metadata"):
+                metadata = fs.metadata(path)
+            else:
+                info = fs.info(path)
+                metadata = info.get("metadata") or info.get("Metadata") or {}
+            metadata = _normalise_metadata(metadata if isinstance(metadata, dict) else {})
+        except Exception as exc:
+            return _Layer(
+                extra={"metadata_error": f"cannot read the object's metadata: {_error_detail(exc)}"}
+            )
+    return _layer_from_mapping(dict(sorted(metadata.items())), "metadata")
+
+
+def _sidecar_layer(obj: CoreObject, storage_options: dict[str, Any] | None) -> _Layer:
+    if obj.sidecar_url is None:
+        return _Layer()
+    name = obj.sidecar_url.rsplit("/", 1)[-1]
+    try:
+        if _is_local_url(obj.sidecar_url):
+            with open(obj.sidecar_url, "rb") as f:
+                raw = f.read(SIDECAR_MAX + 1)
+        else:
+            fs, path, _ = _filesystem(obj.sidecar_url, storage_options)
+            raw = fs.cat_file(path, start=0, end=SIDECAR_MAX + 1)
+    except Exception as exc:
+        return _Layer(extra={"sidecar_error": f"cannot read {name}: {_error_detail(exc)}"})
+    if len(raw) > SIDECAR_MAX:
+        return _Layer(extra={"sidecar_error": f"{name} is larger than {SIDECAR_MAX} bytes"})
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return _Layer(extra={"sidecar_error": f"{name} is not UTF-8 text"})
+    except json.JSONDecodeError as exc:
+        return _Layer(extra={"sidecar_error": f"{name} is not valid JSON: {exc}"})
+    if not isinstance(data, dict):
+        return _Layer(extra={"sidecar_error": f"{name} is not a JSON object"})
+    return _layer_from_mapping(data, "sidecar")
+
+
+def collection_for(obj: CoreObject, storage_options: dict[str, Any] | None = None) -> Collection:
+    """Where and how `obj` was collected, from its sidecar, xattrs, object metadata and name
+    (in that order of precedence). Never raises: a part that cannot be read is named in
+    extra (sidecar_error, xattr_error, metadata_error). For a remote object this costs up to
+    two requests: a HEAD for the metadata (unless the listing gave it) and a GET of the
+    sidecar (if any)."""
+    layers: list[_Layer] = []
+    for make in (
+        lambda: _name_layer(obj),
+        lambda: _metadata_layer(obj, storage_options),
+        lambda: _xattr_layer(obj),
+        lambda: _sidecar_layer(obj, storage_options),
+    ):
+        try:
+            layers.append(make())
+        except Exception as exc:  # never raise: a bug in one part must not lose the row
+            layers.append(_Layer(extra={"collection_error": _error_detail(exc)}))
+    fields: dict[str, Any] = {}
+    extra: dict[str, str] = {}
+    for layer in layers:  # lowest precedence first
+        fields.update({k: v for k, v in layer.fields.items() if v is not None})
+        extra.update(layer.extra)
+    return Collection(
+        source_url=obj.url,
+        size=obj.size,
+        etag=obj.etag,
+        mtime=obj.mtime,
+        extra=dict(sorted(extra.items())),
+        **fields,
+    )

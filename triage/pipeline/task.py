@@ -1,0 +1,138 @@
+"""The work of one core on a worker: fetch it from its source, check it is a core, analyse it
+in the isolated child, and return the dataset row. Never raises for a bad core."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from triage.pipeline.config import Fleet
+from triage.pipeline.isolate import AnalysisProcess, Outcome
+from triage.pipeline.sources import CoreObject, SourceError, collection_for, fetch, sniff_core
+from triage.report import CoreFileInfo, CoreReport, ErrorInfo, SweepRecord
+
+HEAD_BYTES = 64 << 10
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    """What every task of one sweep shares."""
+
+    sweep_id: str
+    sweep_date: str
+    time_limit: float = 300.0
+    memory_limit_mb: int = 1024
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+_lock = threading.Lock()
+_processes: dict[int, AnalysisProcess] = {}
+
+
+def _analysis_process(memory_limit_mb: int) -> AnalysisProcess:
+    """The worker's own long-lived analysis child (its caches survive from core to core)."""
+    proc = _processes.get(memory_limit_mb)
+    if proc is None:
+        proc = _processes[memory_limit_mb] = AnalysisProcess(memory_limit_mb)
+    return proc
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return socket.gethostname()
+
+
+def analyze_object(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> SweepRecord:
+    """Analyse one core object for a sweep; every failure becomes the row's status."""
+    collection = collection_for(obj, info.storage_options)
+    collection = dataclasses.replace(collection, fleet=fleet.name)
+    scratch = tempfile.mkdtemp(prefix="triage-task-")
+    try:
+        try:
+            local = fetch(obj, scratch, info.storage_options)
+            with open(local, "rb") as f:
+                head = f.read(HEAD_BYTES)
+        except (SourceError, OSError) as exc:
+            outcome = Outcome("unreadable", None, _one_line(exc), 0.0)
+        else:
+            _compression, problem = sniff_core(head)
+            if problem is not None:
+                outcome = Outcome("not_core", None, f"{obj.url}: {problem}", 0.0)
+            else:
+                with _lock:
+                    outcome = _analysis_process(info.memory_limit_mb).analyze(
+                        local,
+                        info.time_limit,
+                        executable=fleet.executable,
+                        lib_search_root=fleet.lib_search_root or None,
+                        lib_search_path=fleet.lib_search_path or None,
+                    )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report = outcome.report or CoreReport(
+        core=CoreFileInfo(path=obj.url, size=obj.size),
+        error=ErrorInfo(kind=outcome.status, message=outcome.message or outcome.status),
+    )
+    report.core.path = obj.url
+    if report.core.size == 0:
+        report.core.size = obj.size
+    return SweepRecord(
+        core_id=obj.core_id,
+        sweep_id=info.sweep_id,
+        sweep_date=info.sweep_date,
+        fleet=fleet.name,
+        status=outcome.status,
+        collection=collection,
+        report=report,
+        error_message=outcome.message,
+        analysis_seconds=round(outcome.seconds, 6),
+        worker=_worker_name(),
+    )
+
+
+def lost_record(
+    obj: CoreObject, fleet: Fleet, info: SweepInfo, status: str, message: str
+) -> SweepRecord:
+    """The row for a core whose task could not run at all (its workers kept dying)."""
+    from triage.report import Collection
+
+    return SweepRecord(
+        core_id=obj.core_id,
+        sweep_id=info.sweep_id,
+        sweep_date=info.sweep_date,
+        fleet=fleet.name,
+        status=status,
+        collection=Collection(
+            source_url=obj.url, fleet=fleet.name, size=obj.size, etag=obj.etag, mtime=obj.mtime
+        ),
+        report=CoreReport(
+            core=CoreFileInfo(path=obj.url, size=obj.size),
+            error=ErrorInfo(kind=status, message=message),
+        ),
+        error_message=message,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def close_processes() -> None:
+    """Stop the analysis children of this process (tests, worker teardown)."""
+    with _lock:
+        for proc in _processes.values():
+            proc.close()
+        _processes.clear()
+
+
+os.register_at_fork(after_in_child=_processes.clear)
