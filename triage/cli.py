@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the core file information (process, signal, libraries): no stacks",
     )
     core.set_defaults(func=cmd_core)
+
+    from triage.pipeline.cli import add_parser as add_sweep
+
+    add_sweep(sub)
     return parser
 
 

@@ -30,8 +30,8 @@ def analyze_core(
     path: str,
     executable: str | None = None,
     *,
-    lib_search_path: str | None = None,
-    lib_search_root: str | None = None,
+    lib_search_path: str | list[str] | None = None,
+    lib_search_root: str | list[str] | None = None,
     python: bool = True,
     exhaustive: bool = False,
 ) -> CoreReport:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -83,7 +83,7 @@ class SignalInfo:
     errno: int = 0
     sender_pid: int | None = None
     sender_uid: int | None = None
-    fault_address: int | None = None
+    fault_address: Annotated[int, "arrow:uint64"] | None = None
 
 
 @model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,14 +16,17 @@ def is_shared_library_name(name: str) -> bool:
     return bool(_SHARED_LIB.search(name))
 
 
-def directories_with_libraries(root: str) -> list[str]:
-    """Every directory under `root` (itself included) holding a shared library, sorted."""
+@functools.lru_cache(maxsize=64)
+def directories_with_libraries(root: str) -> tuple[str, ...]:
+    """Every directory under `root` (itself included) holding a shared library, sorted.
+
+    Cached per process: a sweep asks for the same fleet roots for every core."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         if any(is_shared_library_name(n) for n in filenames):
             found.append(dirpath)
-    return sorted(found)
+    return tuple(sorted(found))
 
 
 @dataclass
@@ -34,13 +38,18 @@ class LibrarySearch:
     _names: dict[str, list[str]] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_options(cls, search_path: str | None, search_root: str | None) -> LibrarySearch:
-        if search_root:
-            root = os.path.abspath(search_root)
-            return cls(roots=[root], path=directories_with_libraries(root))
-        if search_path:
-            return cls(path=[os.path.abspath(p) for p in search_path.split(":") if p])
-        return cls()
+    def from_options(
+        cls, search_path: str | list[str] | None, search_root: str | list[str] | None
+    ) -> LibrarySearch:
+        """From --lib-search-path (colon list) and --lib-search-root; a fleet may give lists
+        of both: roots first, in order, then the path."""
+        roots = [search_root] if isinstance(search_root, str) else list(search_root or [])
+        paths = search_path.split(":") if isinstance(search_path, str) else search_path or []
+        out = cls(roots=[os.path.abspath(r) for r in roots if r])
+        for root in out.roots:
+            out.path.extend(directories_with_libraries(root))
+        out.path.extend(os.path.abspath(p) for p in paths if p)
+        return out
 
     def candidates(self, original: str) -> list[str]:
         """Existing files that may be `original`, in the order of preference."""

@@ -43,8 +43,9 @@ if TYPE_CHECKING:
     import pyarrow.dataset as ds
     from fsspec import AbstractFileSystem
 
-#: What fleet names and sweep ids may be: they become directory and file names as they are.
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: What fleet names and sweep ids may be (as the pipeline config allows fleet names): they
+#: become parts of directory and file names (`fleet=NAME`, `part-ID-n`) as they are.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 #: The Parquet compression of the files written.
@@ -77,7 +78,7 @@ def partition_dir(root: str, fleet: str, sweep_date: str) -> str:
 
 def _check_record(record: SweepRecord) -> _Key:
     if not NAME_PATTERN.fullmatch(record.fleet):
-        raise ValueError(f"fleet {record.fleet!r} is not a valid partition value ([A-Za-z0-9._-])")
+        raise ValueError(f"fleet {record.fleet!r} is not a valid partition value ([A-Za-z0-9_.-]+)")
     if not DATE_PATTERN.fullmatch(record.sweep_date):
         raise ValueError(f"sweep_date {record.sweep_date!r} is not YYYY-MM-DD")
     if not NAME_PATTERN.fullmatch(record.sweep_id):
