@@ -50,6 +50,11 @@ class AnalysisProcess:
             env=env,
         )
 
+    def warm(self) -> None:
+        """Start the child now (it imports the engine while the worker waits for tasks)."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = self._start()
+
     def close(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
@@ -58,8 +63,7 @@ class AnalysisProcess:
 
     def analyze(self, path: str, time_limit: float, **options: Any) -> Outcome:
         started = time.perf_counter()
-        if self._proc is None or self._proc.poll() is not None:
-            self._proc = self._start()
+        self.warm()
         proc = self._proc
         assert proc.stdin is not None and proc.stdout is not None
         request = json.dumps({"path": path, "options": options}).encode() + b"\n"

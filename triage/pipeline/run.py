@@ -134,7 +134,10 @@ def execute(
     """Run every task of the plan with a bounded number in flight; write each row as it comes."""
     from distributed import as_completed
 
+    from triage.pipeline.plugins import WarmAnalysisProcess
+
     started = time.perf_counter()
+    client.register_plugin(WarmAnalysisProcess(info.memory_limit_mb))
     summary = Summary(info.sweep_id, len(plan_.todo) + len(plan_.skipped), len(plan_.skipped))
     summary.dashboard = getattr(client, "dashboard_link", None)
     workers = max(1, len(client.scheduler_info().get("workers", {})) or config.execution.workers)

@@ -62,8 +62,10 @@ from triage.report import Collection
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-#: How many bytes of an object `read_head` reads for `sniff_core`.
-HEAD_SIZE = 64 * 1024
+#: How many bytes of an object `read_head` reads for `sniff_core`: enough for the first block
+#: of any zstd frame (128 KiB) and of lz4 frames with blocks up to 64 KiB (lz4's default),
+#: plus their headers. gzip and xz decompress from far fewer bytes.
+HEAD_SIZE = 256 * 1024
 #: Bytes per read when copying a remote object to a local file.
 FETCH_CHUNK = 8 * 1024 * 1024
 #: A sidecar larger than this is not read.
@@ -408,7 +410,8 @@ def _object_error(url: str, exc: BaseException) -> SourceError:
 def sniff_core(head: bytes) -> tuple[str, str | None]:
     """(compression, problem) from the first bytes of an object: problem is None when they
     are the start of a 64-bit ELF core, plain or gzip/zstd/xz/lz4-compressed; else one line
-    saying what the object is instead. A cut-off compressed head is fine."""
+    saying what the object is instead. A cut-off compressed head is fine as long as it holds
+    the archive's first block (zstd: at most 128 KiB; lz4 frames: 64 KiB by default)."""
     if not head:
         return "none", "an empty file"
     compression = sniff(head)
@@ -417,24 +420,34 @@ def sniff_core(head: bytes) -> tuple[str, str | None]:
     if compression == "none":
         return "none", _elf_problem(head)
     try:
-        elf_head = _decompress_head(head, compression)
+        elf_head, ended = _decompress_head(head, compression)
     except Exception as exc:
         return compression, (
-            f"a {compression} archive that cannot be decompressed ({_error_detail(exc)})"
+            f"{_an(compression)} archive that cannot be decompressed ({_error_detail(exc)})"
         )
     if not elf_head:
-        return compression, f"a {compression} archive of nothing"
+        if ended:
+            return compression, f"{_an(compression)} archive of nothing"
+        return compression, (
+            f"{_an(compression)} archive whose first {len(head)} bytes are too few to decompress "
+            "anything; read more of it"
+        )
     if not elf_head.startswith(b"\x7fELF"):
-        return compression, f"a {compression} archive of something that is not a core"
+        return compression, f"{_an(compression)} archive of something that is not a core"
     problem = _elf_problem(elf_head)
     if problem is None:
         return compression, None
-    return compression, f"a {compression} archive of {problem}"
+    return compression, f"{_an(compression)} archive of {problem}"
 
 
-def _decompress_head(head: bytes, compression: str, want: int = 4096) -> bytes:
-    """Up to `want` decompressed bytes from the start of a (possibly cut-off) archive. Output
-    is bounded: a 64 KiB head of a highly compressible core must not inflate in memory."""
+def _an(compression: str) -> str:
+    return f"an {compression}" if compression in ("xz", "lz4") else f"a {compression}"
+
+
+def _decompress_head(head: bytes, compression: str, want: int = 4096) -> tuple[bytes, bool]:
+    """Up to `want` decompressed bytes from the start of a (possibly cut-off) archive, and
+    whether the archive ended there. Output is bounded: a 64 KiB head of a highly
+    compressible core must not inflate in memory."""
     import io
 
     src = io.BytesIO(head)
@@ -447,6 +460,7 @@ def _decompress_head(head: bytes, compression: str, want: int = 4096) -> bytes:
     else:
         reader = decompressor(src, compression)
     out = bytearray()
+    ended = False
     try:
         while len(out) < want:
             try:
@@ -454,14 +468,26 @@ def _decompress_head(head: bytes, compression: str, want: int = 4096) -> bytes:
             except EOFError:
                 if out:
                     break  # the head ends inside the archive: expected
-                raise
+                return b"", False
             if not chunk:
+                ended = True
                 break
             out += chunk
     finally:
         with contextlib.suppress(Exception):
             reader.close()
-    return bytes(out)
+    if compression == "zstd" and not out:
+        # The stream reader does not tell a complete empty frame from a cut-off first block;
+        # with no complete block in `head`, decompressing it whole is cheap.
+        import zstandard
+
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            dobj.decompress(head)
+        except zstandard.ZstdError as exc:
+            raise ValueError(str(exc)) from None
+        ended = dobj.eof
+    return bytes(out), ended
 
 
 def _elf_problem(data: bytes) -> str | None:

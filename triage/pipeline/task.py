@@ -35,6 +35,12 @@ _lock = threading.Lock()
 _processes: dict[int, AnalysisProcess] = {}
 
 
+def warm_analysis_process(memory_limit_mb: int) -> None:
+    """Start this process's analysis child now, so it imports while tasks are on their way."""
+    with _lock:
+        _analysis_process(memory_limit_mb).warm()
+
+
 def _analysis_process(memory_limit_mb: int) -> AnalysisProcess:
     """The worker's own long-lived analysis child (its caches survive from core to core)."""
     proc = _processes.get(memory_limit_mb)
