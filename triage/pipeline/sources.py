@@ -152,13 +152,17 @@ class _Source:
     given: str
     fs: AbstractFileSystem
     path: str
-    protocol: str
     local: bool
     info: dict[str, Any]
 
 
 def _is_local_url(url: str) -> bool:
-    return "://" not in url
+    return _protocol_of(url) in _LOCAL_PROTOCOLS
+
+
+def _local_path(url: str) -> str:
+    """The path of a local URL (a plain path, or file:// / local://)."""
+    return url.split("://", 1)[1] if "://" in url else url
 
 
 def _protocol_of(url: str) -> str:
@@ -251,7 +255,7 @@ def _open_source(source: str, storage_options: dict[str, Any] | None) -> _Source
         raise SourceError(
             f"source {source} is neither a directory nor a regular file", "unreadable"
         )
-    return _Source(source, fs, path, _protocol_of(source), local, info)
+    return _Source(source, fs, path, local, info)
 
 
 def check_sources(sources: list[str], storage_options: dict[str, Any] | None = None) -> None:
@@ -388,7 +392,7 @@ def read_head(
     """The first `size` bytes of the object (one ranged read); errors -> SourceError."""
     try:
         if obj.is_local:
-            with open(obj.url, "rb") as f:
+            with open(_local_path(obj.url), "rb") as f:
                 return f.read(size)
         fs, path, _ = _filesystem(obj.url, storage_options)
         return fs.cat_file(path, start=0, end=min(size, obj.size) if obj.size else size)
@@ -534,12 +538,13 @@ def fetch(obj: CoreObject, dest_dir: str, storage_options: dict[str, Any] | None
     `dest_dir` the object is streamed into (FETCH_CHUNK at a time), which the caller deletes.
     Errors (and an object whose size changed since it was listed) -> SourceError."""
     if obj.is_local:
+        path = _local_path(obj.url)
         try:
-            with open(obj.url, "rb"):
+            with open(path, "rb"):
                 pass
         except OSError as exc:
             raise _object_error(obj.url, exc) from None
-        return obj.url
+        return path
     base = re.sub(r"[^A-Za-z0-9._-]", "_", obj.url.rstrip("/").rsplit("/", 1)[-1])[-80:]
     fd, tmp = tempfile.mkstemp(
         prefix=f"triage-{obj.core_id[:12]}-", suffix=f"-{base}", dir=dest_dir
@@ -754,8 +759,9 @@ def _xattr_layer(obj: CoreObject) -> _Layer:
     if not obj.is_local or not hasattr(os, "listxattr"):
         return _Layer()
     try:
-        names = [n for n in os.listxattr(obj.url) if n.startswith("user.coredump.")]
-        raw = {n: os.getxattr(obj.url, n) for n in names}
+        path = _local_path(obj.url)
+        names = [n for n in os.listxattr(path) if n.startswith("user.coredump.")]
+        raw = {n: os.getxattr(path, n) for n in names}
     except OSError as exc:
         if exc.errno in (errno.ENOTSUP, errno.ENODATA, errno.ENOENT):
             return _Layer()
@@ -791,7 +797,7 @@ def _sidecar_layer(obj: CoreObject, storage_options: dict[str, Any] | None) -> _
     name = obj.sidecar_url.rsplit("/", 1)[-1]
     try:
         if _is_local_url(obj.sidecar_url):
-            with open(obj.sidecar_url, "rb") as f:
+            with open(_local_path(obj.sidecar_url), "rb") as f:
                 raw = f.read(SIDECAR_MAX + 1)
         else:
             fs, path, _ = _filesystem(obj.sidecar_url, storage_options)

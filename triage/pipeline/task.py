@@ -3,7 +3,6 @@ in the isolated child, and return the dataset row. Never raises for a bad core."
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import socket
@@ -14,10 +13,15 @@ from typing import Any
 
 from triage.pipeline.config import Fleet
 from triage.pipeline.isolate import AnalysisProcess, Outcome
-from triage.pipeline.sources import CoreObject, SourceError, collection_for, fetch, sniff_core
+from triage.pipeline.sources import (
+    CoreObject,
+    SourceError,
+    collection_for,
+    fetch,
+    read_head,
+    sniff_core,
+)
 from triage.report import CoreFileInfo, CoreReport, ErrorInfo, SweepRecord
-
-HEAD_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -61,28 +65,9 @@ def _worker_name() -> str:
 def analyze_object(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> SweepRecord:
     """Analyse one core object for a sweep; every failure becomes the row's status."""
     collection = collection_for(obj, info.storage_options)
-    collection = dataclasses.replace(collection, fleet=fleet.name)
     scratch = tempfile.mkdtemp(prefix="triage-task-")
     try:
-        try:
-            local = fetch(obj, scratch, info.storage_options)
-            with open(local, "rb") as f:
-                head = f.read(HEAD_BYTES)
-        except (SourceError, OSError) as exc:
-            outcome = Outcome("unreadable", None, _one_line(exc), 0.0)
-        else:
-            _compression, problem = sniff_core(head)
-            if problem is not None:
-                outcome = Outcome("not_core", None, f"{obj.url}: {problem}", 0.0)
-            else:
-                with _lock:
-                    outcome = _analysis_process(info.memory_limit_mb).analyze(
-                        local,
-                        info.time_limit,
-                        executable=fleet.executable,
-                        lib_search_root=fleet.lib_search_root or None,
-                        lib_search_path=fleet.lib_search_path or None,
-                    )
+        outcome = _analyze(obj, fleet, info, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     report = outcome.report or CoreReport(
@@ -104,6 +89,25 @@ def analyze_object(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> SweepRecor
         analysis_seconds=round(outcome.seconds, 6),
         worker=_worker_name(),
     )
+
+
+def _analyze(obj: CoreObject, fleet: Fleet, info: SweepInfo, scratch: str) -> Outcome:
+    """Check the object's first bytes, then fetch it (if remote) and analyse it."""
+    try:
+        _compression, problem = sniff_core(read_head(obj, info.storage_options))
+        if problem is not None:
+            return Outcome("not_core", None, f"{obj.url}: {problem}", 0.0)
+        local = fetch(obj, scratch, info.storage_options)
+    except SourceError as exc:
+        return Outcome(exc.kind if exc.kind != "not_found" else "vanished", None, exc.message, 0.0)
+    with _lock:
+        return _analysis_process(info.memory_limit_mb).analyze(
+            local,
+            info.time_limit,
+            executable=fleet.executable,
+            lib_search_root=fleet.lib_search_root or None,
+            lib_search_path=fleet.lib_search_path or None,
+        )
 
 
 def lost_record(
