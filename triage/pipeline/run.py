@@ -90,8 +90,11 @@ def plan(config: SweepConfig, *, reprocess: bool = False) -> Plan:
 
 @contextlib.contextmanager
 def dask_client(config: SweepConfig) -> Iterator[Any]:
-    """A client of the configured scheduler, or of an embedded LocalCluster."""
+    """A client of the configured scheduler, or of an embedded LocalCluster whose workers
+    start their analysis children as they come up."""
     from distributed import Client, LocalCluster
+
+    from triage.pipeline.plugins import WarmAnalysisProcess
 
     for name in ("distributed", "bokeh", "tornado"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -104,17 +107,22 @@ def dask_client(config: SweepConfig) -> Iterator[Any]:
                 f"cannot reach the Dask scheduler at {ex.scheduler}: {_one_line(exc)}"
             ) from None
         try:
+            client.register_plugin(WarmAnalysisProcess(ex.memory_limit_mb))
             yield client
         finally:
             client.close()
         return
-    cluster = LocalCluster(
-        n_workers=ex.workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-    )
+    try:
+        cluster = LocalCluster(
+            n_workers=ex.workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            plugins={WarmAnalysisProcess(ex.memory_limit_mb)},
+        )
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        raise SweepError(f"cannot start the embedded Dask cluster: {_one_line(exc)}") from None
     client = Client(cluster)
     try:
         yield client
@@ -134,10 +142,7 @@ def execute(
     """Run every task of the plan with a bounded number in flight; write each row as it comes."""
     from distributed import as_completed
 
-    from triage.pipeline.plugins import WarmAnalysisProcess
-
     started = time.perf_counter()
-    client.register_plugin(WarmAnalysisProcess(info.memory_limit_mb))
     summary = Summary(info.sweep_id, len(plan_.todo) + len(plan_.skipped), len(plan_.skipped))
     summary.dashboard = getattr(client, "dashboard_link", None)
     workers = max(1, len(client.scheduler_info().get("workers", {})) or config.execution.workers)
