@@ -6,6 +6,7 @@ import time
 
 from triage import __version__
 from triage.coredump.corefile import CoreFile, parse_core
+from triage.coredump.environ import current_test, read_environment
 from triage.coredump.executable import find_executable
 from triage.coredump.images import build_id_in_core, build_id_of_file, loaded_images
 from triage.coredump.locate import LibrarySearch, locate
@@ -64,6 +65,9 @@ def analyze_core(
                 report.executable_source = exe.source  # type: ignore[assignment]
                 files = _locate_images(report, core, memory, search, exe.mapping_path, executable)
                 memory.add_files(files)
+                report.test = current_test(
+                    read_environment(memory, loaded_images(core.mappings), files)
+                )
                 if python:
                     state = read_python(
                         memory,

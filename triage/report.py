@@ -144,6 +144,27 @@ class LibraryReport:
 
 
 @model
+class Signature:
+    """A crash reduced to what identifies it: the reason plus the top meaningful frames."""
+
+    text: str
+    """The signature as people read it: `SIGSEGV | pkg.mod:Class.method | libfoo.so:func`."""
+    id: str
+    """A short stable hash of `text` (12 hex digits): the group key."""
+    version: int
+    """Version of the algorithm (docs/signatures.md); ids of different versions differ."""
+    reason: str
+    """The signal name, with abort/raise folded in (`SIGABRT (abort)`)."""
+    frames: list[str] = field(default_factory=list)
+    """The frames in `text`, most recent first."""
+    all_frames: list[str] = field(default_factory=list)
+    """Every frame of the thread(s) used, normalised, most recent first, before skipping:
+    `triage regroup` recomputes signatures from these with new rules, without the cores."""
+    thread: int | None = None
+    """The tid of the thread the signature was taken from (None: several threads' tops)."""
+
+
+@model
 class ErrorInfo:
     """Why the analysis stopped."""
 
@@ -167,6 +188,9 @@ class CoreReport:
     """The CPython version of the process, as precise as the core tells ("3.12.1")."""
     python_binary: str | None = None
     """The file holding the interpreter (libpython or the executable), as recorded."""
+    test: str | None = None
+    """The test that was running (PYTEST_CURRENT_TEST in the process's environment)."""
+    signature: Signature | None = None
     process: ProcessInfo | None = None
     signal: SignalInfo | None = None
     threads: list[ThreadReport] = field(default_factory=list)

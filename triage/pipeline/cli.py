@@ -43,6 +43,61 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
+def add_groups_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "groups",
+        help="crashes grouped by signature across sweeps",
+        description="Group the dataset's crashes by signature: counts, hosts, fleets, Python "
+        "versions, first and last seen, cores per sweep over the last sweeps, and whether "
+        "the signature is new in the latest sweep.",
+    )
+    p.add_argument("dataset", metavar="DATASET", help="dataset path or URL")
+    p.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
+    p.add_argument("--fleet", help="only this fleet")
+    p.add_argument("--since", metavar="YYYY-MM-DD", help="only sweeps on or after this date")
+    p.add_argument("--until", metavar="YYYY-MM-DD", help="only sweeps on or before this date")
+    p.add_argument("--signal", metavar="NAME", help="only this signal, e.g. SIGSEGV")
+    p.add_argument("--sweeps", type=int, default=7, metavar="N", help="trend over N sweeps")
+    p.add_argument("--config", metavar="FILE", help="take storage_options from this config")
+    p.add_argument("--no-color", action="store_true")
+    p.set_defaults(func=cmd_groups)
+
+
+def _storage_options(config_path: str | None) -> dict[str, Any]:
+    if not config_path:
+        return {}
+    from triage.pipeline.config import load_config
+
+    return load_config(config_path).storage_options
+
+
+def cmd_groups(args: argparse.Namespace) -> int:
+    from triage.pipeline import groups
+    from triage.pipeline.config import ConfigError
+    from triage.render import use_color
+
+    try:
+        result = groups.compute_groups(
+            args.dataset,
+            _storage_options(args.config),
+            groups.Filters(args.fleet, args.since, args.until, args.signal),
+            sweeps=args.sweeps,
+        )
+    except (ConfigError, FileNotFoundError) as exc:
+        return _fail(str(exc))
+    except Exception as exc:  # duckdb/fsspec errors: one line, never a traceback
+        return _fail(f"cannot read dataset {args.dataset}: {exc}")
+    if args.format == "json":
+        sys.stdout.write(groups.to_json(result) + "\n")
+    elif args.format == "csv":
+        sys.stdout.write(groups.to_csv(result))
+    elif args.format == "markdown":
+        sys.stdout.write(groups.to_markdown(result))
+    else:
+        groups.print_table(result, color=use_color(sys.stdout, args.no_color))
+    return 0
+
+
 def build_config(args: argparse.Namespace) -> SweepConfig:
     """The configuration file (if any) with the command line's options on top."""
     from triage.pipeline.config import ConfigError, Fleet, SweepConfig, load_config, validate_config

@@ -1,0 +1,221 @@
+"""`triage groups`: crashes grouped by signature across sweeps, from the Parquet dataset."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from triage.pipeline.query import connect
+
+
+@dataclass
+class Filters:
+    fleet: str | None = None
+    since: str | None = None
+    until: str | None = None
+    signal: str | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses, params = ["signature_id IS NOT NULL"], []
+        for column, op, value in (
+            ("fleet", "=", self.fleet),
+            ("sweep_date", ">=", self.since),
+            ("sweep_date", "<=", self.until),
+            ("signal", "=", self.signal),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        return " AND ".join(clauses), params
+
+
+@dataclass
+class Group:
+    """One crash signature and where and when it was seen."""
+
+    signature_id: str
+    signature: str
+    cores: int
+    hosts: int
+    fleets: list[str]
+    python_versions: list[str]
+    signals: list[str]
+    first_seen: str
+    last_seen: str
+    new: bool
+    """First seen in the latest sweep of the dataset."""
+    trend: list[int] = field(default_factory=list)
+    """Cores per sweep over the last N sweeps, oldest first."""
+    example_core: str = ""
+    top_frames: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GroupsResult:
+    sweeps: list[str]
+    """The last N sweep ids, oldest first (the trend's columns)."""
+    latest_sweep: str | None
+    groups: list[Group]
+
+
+ROWS = """
+    SELECT core_id, sweep_id, sweep_date, fleet, status,
+           collection.host AS host,
+           collection.source_url AS url,
+           report.python_version AS python_version,
+           report.signal.name AS signal,
+           report.signature.id AS signature_id,
+           report.signature.text AS signature,
+           report.signature.frames AS frames
+    FROM ({latest})
+"""
+
+
+def compute_groups(
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    filters: Filters | None = None,
+    sweeps: int = 7,
+) -> GroupsResult:
+    """Every signature in the dataset at `url` (after filters), most cores first."""
+    con, latest = connect(url, storage_options)
+    rows = ROWS.format(latest=latest)
+    where, params = (filters or Filters()).sql()
+    recent = [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT sweep_id FROM ({rows}) ORDER BY sweep_id DESC LIMIT ?", [sweeps]
+        ).fetchall()
+    ][::-1]
+    latest_sweep = recent[-1] if recent else None
+    grouped = con.execute(
+        f"""
+        SELECT signature_id,
+               any_value(signature) AS signature,
+               count(*) AS cores,
+               count(DISTINCT host) AS hosts,
+               list_sort(list(DISTINCT fleet)) AS fleets,
+               list_sort(list(DISTINCT python_version) FILTER (python_version IS NOT NULL)),
+               list_sort(list(DISTINCT signal) FILTER (signal IS NOT NULL)),
+               min(sweep_date), max(sweep_date), min(sweep_id),
+               arg_max(url, sweep_id), arg_max(frames, sweep_id)
+        FROM ({rows}) WHERE {where}
+        GROUP BY signature_id
+        ORDER BY cores DESC, signature_id
+        """,
+        params,
+    ).fetchall()
+    per_sweep: dict[tuple[str, str], int] = {}
+    if recent:
+        marks = ", ".join("?" for _ in recent)
+        for sig, sweep, count in con.execute(
+            f"SELECT signature_id, sweep_id, count(*) FROM ({rows}) "
+            f"WHERE {where} AND sweep_id IN ({marks}) GROUP BY 1, 2",
+            [*params, *recent],
+        ).fetchall():
+            per_sweep[(sig, sweep)] = count
+    groups = [
+        Group(
+            signature_id=sig,
+            signature=text,
+            cores=cores,
+            hosts=hosts,
+            fleets=list(fleets),
+            python_versions=list(pythons),
+            signals=list(signals),
+            first_seen=str(first),
+            last_seen=str(last),
+            new=first_sweep == latest_sweep,
+            trend=[per_sweep.get((sig, s), 0) for s in recent],
+            example_core=example or "",
+            top_frames=list(frames or []),
+        )
+        for (
+            sig,
+            text,
+            cores,
+            hosts,
+            fleets,
+            pythons,
+            signals,
+            first,
+            last,
+            first_sweep,
+            example,
+            frames,
+        ) in grouped
+    ]
+    return GroupsResult(recent, latest_sweep, groups)
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def to_json(result: GroupsResult) -> str:
+    return json.dumps(asdict(result), indent=2)
+
+
+COLUMNS = (
+    "signature_id",
+    "cores",
+    "hosts",
+    "new",
+    "first_seen",
+    "last_seen",
+    "fleets",
+    "python_versions",
+    "trend",
+    "signature",
+)
+
+
+def _cells(group: Group) -> list[str]:
+    return [
+        group.signature_id,
+        str(group.cores),
+        str(group.hosts),
+        "NEW" if group.new else "",
+        group.first_seen,
+        group.last_seen,
+        ",".join(group.fleets),
+        ",".join(group.python_versions),
+        " ".join(str(n) for n in group.trend),
+        group.signature,
+    ]
+
+
+def to_csv(result: GroupsResult) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    for g in result.groups:
+        writer.writerow(_cells(g))
+    return out.getvalue()
+
+
+def to_markdown(result: GroupsResult) -> str:
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(esc(c) for c in _cells(g)) + " |" for g in result.groups]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(result: GroupsResult, *, color: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(no_color=not color, highlight=False, soft_wrap=False)
+    table = Table(title=f"{len(result.groups)} signatures; latest sweep {result.latest_sweep}")
+    for col in COLUMNS:
+        table.add_column(col, overflow="fold")
+    for g in result.groups:
+        cells = _cells(g)
+        if g.new and color:
+            cells[3] = "[bold red]NEW[/]"
+        table.add_row(*cells)
+    console.print(table)
