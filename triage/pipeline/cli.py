@@ -63,6 +63,74 @@ def add_groups_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_groups)
 
 
+def add_ci_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "ci",
+        help="triage the cores a CI job left: known or new against a baseline",
+        description="Analyse every core under CORE_DIR in this process, print each crash with "
+        "its stack and signature, say which are known and which are new against the "
+        "baseline, write a Markdown summary (to $GITHUB_STEP_SUMMARY when set) and JUnit "
+        "XML. Exit status: 0 nothing to fail on, 1 crashes to fail on (see --fail-on), "
+        "2 usage error, 3 triage could not read the cores or the baseline.",
+    )
+    p.add_argument("core_dir", metavar="CORE_DIR")
+    p.add_argument(
+        "--baseline",
+        metavar="DATASET_OR_FILE",
+        help="known crashes: a sweep dataset, or JSON from `triage ci --json` / `triage groups`",
+    )
+    p.add_argument(
+        "--fail-on",
+        choices=("any", "new", "never"),
+        default="new",
+        help="exit 1 on any crash, only on crashes the baseline does not know (default), or never",
+    )
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testcase per core)")
+    p.add_argument("--markdown", metavar="FILE", help="write the Markdown summary here too")
+    p.add_argument("--json", metavar="FILE", help="write the results (usable as a baseline)")
+    p.add_argument("--lib-search-root", metavar="DIR")
+    p.add_argument("--config", metavar="FILE", help="take storage_options from this config")
+    p.add_argument("--no-color", action="store_true")
+    p.set_defaults(func=cmd_ci)
+
+
+def cmd_ci(args: argparse.Namespace) -> int:
+    from triage.pipeline import ci
+    from triage.pipeline.config import ConfigError
+    from triage.render import use_color
+
+    try:
+        paths = ci.find_cores(args.core_dir)
+        known = (
+            ci.load_baseline(args.baseline, _storage_options(args.config))
+            if args.baseline
+            else set()
+        )
+    except (ci.CiError, ConfigError) as exc:
+        _fail(str(exc))
+        return ci.EXIT_TRIAGE_FAILED
+    crashes = ci.analyse(paths, known, lib_search_root=args.lib_search_root)
+    ci.print_crashes(crashes, color=use_color(sys.stdout, args.no_color))
+    summary = ci.markdown(crashes, args.fail_on, args.baseline)
+    targets = [args.markdown, os.environ.get("GITHUB_STEP_SUMMARY")]
+    for target in filter(None, targets):
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(summary)
+    if args.junit:
+        with open(args.junit, "wb") as f:
+            f.write(ci.junit(crashes, args.fail_on))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            f.write(ci.to_json(crashes) + "\n")
+    failing = ci.failing(crashes, args.fail_on)
+    new = sum(not c.known for c in crashes)
+    log(
+        f"{len(crashes)} crash(es), {new} new, {len(crashes) - new} known; "
+        f"failing on {args.fail_on}: {len(failing)}"
+    )
+    return ci.EXIT_CRASHES if failing else ci.EXIT_OK
+
+
 def _storage_options(config_path: str | None) -> dict[str, Any]:
     if not config_path:
         return {}
