@@ -61,11 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     core.set_defaults(func=cmd_core)
 
-    from triage.pipeline.cli import add_ci_parser, add_groups_parser
+    from triage.pipeline.cli import add_ci_parser, add_groups_parser, add_regroup_parser
     from triage.pipeline.cli import add_parser as add_sweep
 
     add_sweep(sub)
     add_groups_parser(sub)
+    add_regroup_parser(sub)
     add_ci_parser(sub)
     return parser
 

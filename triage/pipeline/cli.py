@@ -131,6 +131,34 @@ def cmd_ci(args: argparse.Namespace) -> int:
     return ci.EXIT_CRASHES if failing else ci.EXIT_OK
 
 
+def add_regroup_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "regroup",
+        help="recompute the dataset's signatures with the current rules (no cores needed)",
+        description="Recompute every row's crash signature from the normalised frames stored "
+        "in the dataset, with each fleet's signature rules from --config, and rewrite the "
+        "files in place (each replaced atomically).",
+    )
+    p.add_argument("dataset", metavar="DATASET")
+    p.add_argument("--config", metavar="FILE", help="fleets (signature rules), storage_options")
+    p.set_defaults(func=cmd_regroup)
+
+
+def cmd_regroup(args: argparse.Namespace) -> int:
+    from triage.pipeline.config import ConfigError, SweepConfig, load_config
+    from triage.pipeline.regroup import describe, regroup
+
+    try:
+        config = load_config(args.config) if args.config else SweepConfig()
+        summary = regroup(args.dataset, config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except Exception as exc:  # fsspec/pyarrow: one line
+        return _fail(f"cannot regroup {args.dataset}: {exc}")
+    log(describe(summary))
+    return 0
+
+
 def _storage_options(config_path: str | None) -> dict[str, Any]:
     if not config_path:
         return {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from triage.pipeline.sink import _filesystem
+from triage.pipeline.sink import filesystem
 
 LATEST_ROWS = """
     SELECT * EXCLUDE (rn) FROM (
@@ -28,7 +28,7 @@ def connect(url: str, storage_options: dict[str, Any] | None = None) -> tuple[An
     import duckdb
 
     con = duckdb.connect()
-    fs, root = _filesystem(url, storage_options)
+    fs, root = filesystem(url, storage_options)
     if not fs.exists(root):
         raise FileNotFoundError(f"dataset {url} does not exist")
     if not fs.glob(root.rstrip("/") + "/**/*.parquet"):

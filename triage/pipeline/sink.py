@@ -58,7 +58,7 @@ OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "
 _Key = tuple[str, str, str]  # (fleet, sweep_date, sweep_id)
 
 
-def _filesystem(url: str, storage_options: dict[str, Any] | None) -> tuple[AbstractFileSystem, str]:
+def filesystem(url: str, storage_options: dict[str, Any] | None) -> tuple[AbstractFileSystem, str]:
     """The fsspec filesystem of `url` and the dataset root's path within it (no trailing /)."""
     from fsspec.core import url_to_fs
 
@@ -96,7 +96,7 @@ class ParquetSink:
             raise ValueError("batch_size must be at least 1")
         self.url = url
         self.batch_size = batch_size
-        self.fs, self.root = _filesystem(url, storage_options)
+        self.fs, self.root = filesystem(url, storage_options)
         #: Final paths of the files written so far (paths within `fs`), in order.
         self.files: list[str] = []
         #: Rows written so far.
@@ -153,7 +153,6 @@ class ParquetSink:
         return number
 
     def _write(self, key: _Key) -> None:
-        import pyarrow.parquet as pq
 
         records = self._buffers[key]
         table = to_arrow(records)
@@ -163,22 +162,43 @@ class ParquetSink:
             self.fs.makedirs(directory, exist_ok=True)
         number = self._part_number(key, directory)
         final = f"{directory}/part-{sweep_id}-{number}.parquet"
-        temporary = f"{directory}/.part-{sweep_id}-{number}.{uuid.uuid4().hex}.tmp"
-        try:
-            with self.fs.open(temporary, "wb") as stream:
-                pq.write_table(table, stream, compression=COMPRESSION)
-            self.fs.mv(temporary, final)
-        except BaseException:
-            try:
-                if self.fs.exists(temporary):
-                    self.fs.rm(temporary)
-            except Exception:  # the original error matters more; a .tmp is ignored anyway
-                pass
-            raise
+        write_atomically(self.fs, table, final)
         del self._buffers[key]
         self._buffered -= len(records)
         self.files.append(final)
         self.rows_written += len(records)
+
+
+def write_atomically(fs: AbstractFileSystem, table: Any, final: str) -> None:
+    """Write `table` as Parquet at `final`, visible only once complete: first under a hidden
+    temporary name next to it, then moved into place (replacing any file there)."""
+    import pyarrow.parquet as pq
+
+    directory, name = final.rsplit("/", 1)
+    temporary = f"{directory}/.{name.removesuffix('.parquet')}.{uuid.uuid4().hex}.tmp"
+    try:
+        with fs.open(temporary, "wb") as stream:
+            pq.write_table(table, stream, compression=COMPRESSION)
+        fs.mv(temporary, final)
+    except BaseException:
+        try:
+            if fs.exists(temporary):
+                fs.rm(temporary)
+        except Exception:  # the original error matters more; a .tmp is ignored anyway
+            pass
+        raise
+
+
+def dataset_files(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """The visible Parquet files of the dataset (paths within its filesystem), sorted."""
+    fs, root = filesystem(url, storage_options)
+    if not fs.exists(root):
+        return []
+    return sorted(
+        p
+        for p in fs.glob(root + "/**/*.parquet")
+        if not any(part.startswith((".", "_")) for part in p[len(root) :].split("/"))
+    )
 
 
 # -- reading
@@ -194,7 +214,7 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> ds.
 
     from triage.pipeline.schema import partition_schema
 
-    fs, root = _filesystem(url, storage_options)
+    fs, root = filesystem(url, storage_options)
     if not fs.exists(root):
         return None
     return ds.dataset(
