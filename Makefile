@@ -13,13 +13,19 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-## demo: install, make a core of a sleeping Python program with gcore, analyse it
+## demo: install; make sample cores (gcore and real crashes); analyse one; sweep them all on
+## the embedded Dask cluster into a Parquet dataset; group the crashes; build the dashboard
 demo: $(VENV)/.installed
-	$(BIN)/python scripts/make_demo_core.py demo
-	$(BIN)/triage core demo/core.zst
+	rm -rf demo
+	$(BIN)/python scripts/make_demo_core.py demo/cores --crashes
+	$(BIN)/triage core demo/cores/core.zst
+	$(BIN)/triage sweep demo/cores --output demo/dataset
+	$(BIN)/triage groups demo/dataset
+	$(BIN)/triage dashboard demo/dataset -o demo/dashboard.html
 
-## test: lint and run the whole test suite (makes real cores as it goes)
+## test: system packages if missing (root), lint, the whole suite (makes real cores as it goes)
 test: $(VENV)/.installed
+	scripts/install-system-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -28,7 +34,8 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/python benchmarks/bench_core.py --write benchmarks/RESULTS-core.md
+	$(BIN)/python benchmarks/bench_sweep.py --write benchmarks/RESULTS-sweep.md
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

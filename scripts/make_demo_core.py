@@ -1,8 +1,10 @@
-"""Make the demo core: `python scripts/make_demo_core.py DIR` (used by `make demo`).
+"""Make the demo cores: `python scripts/make_demo_core.py DIR [--crashes]` (`make demo`).
 
 Runs the test-suite's target program (tests/programs/target.py) with 2 worker threads under one
 of this machine's interpreters (a pyenv 3.12 if there is one), dumps it with gcore while it
-sleeps, and leaves DIR/core.zst (zstd-compressed; the plain core is removed).
+sleeps, and leaves DIR/core.zst (zstd-compressed; the plain core is removed). With --crashes
+it also leaves real crash cores of other interpreters: crash-segv-VERSION.gz (SIGSEGV at a
+fault address) and crash-abort-VERSION (SIGABRT), so a sweep of DIR has several groups.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def pick_interpreter() -> corefactory.Interpreter | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", metavar="DIR", help="directory to put core.zst in (created)")
+    parser.add_argument("--crashes", action="store_true", help="add real crash cores too")
     args = parser.parse_args(argv)
 
     interp = pick_interpreter()
@@ -57,7 +60,32 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.path.getsize(target)} bytes, {plain_size} bytes uncompressed"
     )
     print(f"analyse it with: triage core {target}")
+    if args.crashes:
+        make_crashes(out_dir)
     return 0
+
+
+def make_crashes(out_dir: Path) -> None:
+    """A SIGSEGV core (gzip) and a SIGABRT core from two other interpreters, if they crash
+    into core files here (the kernel's core_pattern must write files)."""
+    interps = [i for i in corefactory.find_interpreters() if i.shared]
+    picks = [(kind, interps[n % len(interps)]) for n, kind in enumerate(("segv", "abort"))]
+    for kind, interp in picks:
+        version = ".".join(map(str, interp.version))
+        with tempfile.TemporaryDirectory(prefix="triage-demo-", dir=out_dir) as work:
+            try:
+                case = corefactory.make_crash(interp, work, kind)
+            except corefactory.CoreUnavailable as exc:
+                print(f"make_demo_core: no {kind} core: {exc}", file=sys.stderr)
+                continue
+            name = f"crash-{kind}-{version}"
+            if kind == "segv":
+                packed = corefactory.compress(case.path, "gzip", Path(work) / (name + ".gz"))
+                shutil.move(packed, out_dir / (name + ".gz"))
+                name += ".gz"
+            else:
+                shutil.move(case.path, out_dir / name)
+        print(f"made {out_dir / name}: {kind} crash of {interp.path} {version}")
 
 
 if __name__ == "__main__":

@@ -210,6 +210,8 @@ def print_table(result: GroupsResult, *, color: bool) -> None:
     from rich.table import Table
 
     console = Console(no_color=not color, highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 200)
     table = Table(title=f"{len(result.groups)} signatures; latest sweep {result.latest_sweep}")
     for col in COLUMNS:
         table.add_column(col, overflow="fold")
