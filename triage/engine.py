@@ -25,6 +25,7 @@ from triage.report import (
     SignalInfo,
     ThreadReport,
 )
+from triage.signature import compute_signature
 
 
 def analyze_core(
@@ -95,6 +96,7 @@ def analyze_core(
             kind="internal_error",
             message=f"internal error ({type(exc).__name__}: {exc}); please report it with the core",
         )
+    report.signature = compute_signature(report)
     report.analysis_seconds = round(time.perf_counter() - started, 6)
     return report
 

@@ -148,7 +148,7 @@ class Signature:
     """A crash reduced to what identifies it: the reason plus the top meaningful frames."""
 
     text: str
-    """The signature as people read it: `SIGSEGV | pkg.mod:Class.method | libfoo.so:func`."""
+    """The signature as people read it: `SIGSEGV | pkg.mod:Class.method | native_func`."""
     id: str
     """A short stable hash of `text` (12 hex digits): the group key."""
     version: int

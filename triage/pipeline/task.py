@@ -22,6 +22,7 @@ from triage.pipeline.sources import (
     sniff_core,
 )
 from triage.report import CoreFileInfo, CoreReport, ErrorInfo, SweepRecord
+from triage.signature import Rules, compute_signature
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ def analyze_object(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> SweepRecor
     report.core.path = obj.url
     if report.core.size == 0:
         report.core.size = obj.size
+    if report.threads:
+        report.signature = compute_signature(report, Rules.from_fleet(fleet))
     return SweepRecord(
         core_id=obj.core_id,
         sweep_id=info.sweep_id,
