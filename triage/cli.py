@@ -63,11 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from triage.pipeline.cli import add_ci_parser, add_groups_parser, add_regroup_parser
     from triage.pipeline.cli import add_parser as add_sweep
+    from triage.pipeline.dashboard_cli import add_dashboard_parser
 
     add_sweep(sub)
     add_groups_parser(sub)
     add_regroup_parser(sub)
     add_ci_parser(sub)
+    add_dashboard_parser(sub)
     return parser
 
 
