@@ -78,11 +78,14 @@ def as_dict(sig: Signature | None) -> dict | None:
 
 def bootstrap_frames(version: tuple[int, ...]) -> list[str]:
     """threading's frames under a thread's target, most recent first, as each version names
-    them (3.11+ records qualified names)."""
+    them (qualified: co_qualname on 3.11+, recovered through `self` before; 2.7's methods
+    are private)."""
     if version[0] == 2:
-        return ["threading:run", "threading:__bootstrap_inner", "threading:__bootstrap"]
-    if version[:2] < (3, 11):
-        return ["threading:run", "threading:_bootstrap_inner", "threading:_bootstrap"]
+        return [
+            "threading:Thread.run",
+            "threading:Thread.__bootstrap_inner",
+            "threading:Thread.__bootstrap",
+        ]
     return [
         "threading:Thread.run",
         "threading:Thread._bootstrap_inner",

@@ -174,12 +174,13 @@ def where(frames: list[dict]) -> list[tuple[str, str, int | None]]:
 
 
 def assert_stack(thread: dict, expected: list[Frame], version: tuple[int, ...]) -> None:
-    """Every Python frame of `thread` is exactly the expected one: file, function, line, and
-    the qualname (3.11+, else None) and the instruction's source position (3.11+)."""
+    """Every Python frame of `thread` is exactly the expected one: file, function, line, the
+    qualname (3.11+; before, Class.method for methods, else None: what the live interpreter
+    gave for the same rule) and the instruction's source position (3.11+)."""
     frames = python_frames(thread)
     assert where(frames) == [(e.file, e.function, e.line) for e in expected]
     modern = tuple(version[:2]) >= (3, 11)
-    assert [f["qualname"] for f in frames] == [e.qualname if modern else None for e in expected]
+    assert [f["qualname"] for f in frames] == [e.qualname for e in expected]
     if not modern:
         assert all(f["column"] is None for f in frames)
         assert all(f["end_line"] is None and f["end_column"] is None for f in frames)
@@ -338,7 +339,8 @@ def test_asyncio(multi: ScenarioCore, triage_json) -> None:
 
 
 def test_methods_closures_lambdas(multi: ScenarioCore, triage_json, text_report) -> None:
-    """Scenario 5: qualnames on 3.11+ (Worker.run, outer.<locals>.inner, ...), co_name before."""
+    """Scenario 5: qualnames on 3.11+ (Worker.run, outer.<locals>.inner, ...); before 3.11
+    methods still get Class.method (found through self/cls), other functions co_name."""
     thread = threads_of(triage_json(multi.path))[multi.tids["methods"]]
     assert_stack(thread, multi.expected_stack("methods"), multi.version)
     m = markers(SCENARIOS)
@@ -360,8 +362,8 @@ def test_methods_closures_lambdas(multi: ScenarioCore, triage_json, text_report)
         ]
         assert qualnames == shown
     else:
-        assert qualnames == [None] * 5
-        shown = ["start", "run", "outer", "inner", "<lambda>"]
+        assert qualnames == ["Worker.start", "Worker.run", None, None, None]
+        shown = ["Worker.start", "Worker.run", "outer", "inner", "<lambda>"]
     text = {t.tid: t for t in parse_tracebacks(text_report(multi.path))}
     assert [f[2] for f in text[multi.tids["methods"]].frames[-5:]] == shown
 

@@ -16,7 +16,7 @@ def frame_report(frame: PyFrame) -> FrameReport:
     return FrameReport(
         kind="python",
         function=code.name,
-        qualname=code.qualname,
+        qualname=frame.qualname,
         file=code.filename,
         line=frame.line,
         column=frame.column,

@@ -71,12 +71,15 @@ NATIVE_SKIP: tuple[str, ...] = (
     "<signal handler called>",
 )
 
-#: Python frames of thread bootstrap (3.11+ qualified, older and 2.7 spellings) and runpy
-#: (a file in 3.10 and older, frozen from 3.11 on).
+#: Python frames of thread bootstrap (qualified names: co_qualname on 3.11+, recovered for
+#: methods before; bare names when not recovered; 2.7's private spellings) and runpy (a file
+#: in 3.10 and older, frozen from 3.11 on).
 PYTHON_SKIP: tuple[str, ...] = (
     "threading:Thread._bootstrap",
     "threading:Thread._bootstrap_inner",
     "threading:Thread.run",
+    "threading:Thread.__bootstrap",
+    "threading:Thread.__bootstrap_inner",
     "threading:__bootstrap",
     "threading:__bootstrap_inner",
     "threading:_bootstrap",

@@ -57,6 +57,30 @@ def native_tid():
     return ctypes.CDLL(None).syscall(SYS_gettid)
 
 
+def live_qualname(frame):
+    """The qualified name triage should report for `frame`: co_qualname (3.11+); before,
+    `Class.method` for a method found through its first argument (self or cls) in the MRO of
+    that argument's class (the function's __qualname__, or the class name on 2.7), else None."""
+    code = frame.f_code
+    if hasattr(code, "co_qualname"):
+        return code.co_qualname
+    if code.co_argcount < 1 or code.co_varnames[0] not in ("self", "cls"):
+        return None
+    first = frame.f_locals.get(code.co_varnames[0])
+    cls = first if code.co_varnames[0] == "cls" else type(first)
+    if not isinstance(cls, type):
+        return None
+    for klass in getattr(cls, "__mro__", (cls,)):
+        name = code.co_name
+        if name.startswith("__") and not name.endswith("__") and klass.__name__.lstrip("_"):
+            name = "_" + klass.__name__.lstrip("_") + name
+        attr = klass.__dict__.get(name)
+        func = getattr(attr, "__func__", attr)
+        if getattr(func, "__code__", None) is code:
+            return getattr(func, "__qualname__", klass.__name__ + "." + code.co_name)
+    return None
+
+
 def code_position(code, lasti):
     """(line, end_line, column, end_column) of the instruction at lasti, as traceback computes
     it (3.11+), else None."""
@@ -92,7 +116,7 @@ class Context(object):
                     code.co_filename,
                     frame.f_lineno,
                     code.co_name,
-                    getattr(code, "co_qualname", None),
+                    live_qualname(frame),
                     code_position(code, frame.f_lasti),
                 ]
             )

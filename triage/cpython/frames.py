@@ -7,11 +7,13 @@ at _PyInterpreterFrame (3.11, 3.12); `current_frame` -> _PyInterpreterFrame (3.1
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from triage.cpython.code import CodeInfo, CodeReader
 from triage.cpython.layout import Layout
 from triage.cpython.objects import ObjectReader
+from triage.cpython.qualnames import QualnameFinder
 from triage.errors import AddressError
 
 MAX_FRAMES = 100_000
@@ -29,6 +31,8 @@ class PyFrame:
     end_column: int | None = None
     entry: bool = False
     """The first Python frame run by a C call of the eval loop (native merging uses it)."""
+    qualname: str | None = None
+    """co_qualname (3.11+), or `Class.method` found through the frame's first argument."""
 
 
 class FrameWalker:
@@ -38,6 +42,7 @@ class FrameWalker:
         self.objects = objects
         self.memory = objects.memory
         self.codes = codes
+        self.qualnames = QualnameFinder(objects)
         lay: Layout = objects.layout
         self.layout = lay
         ts = "PyThreadState"
@@ -91,7 +96,8 @@ class FrameWalker:
             seen.add(frame)
             code = self.codes.read(self.memory.u64(frame + self.f_code))
             lasti = self.memory.i32(frame + self.f_lasti)
-            out.append(self._frame(frame, code, lasti, entry=True))
+            qualname = self.qualnames.qualname(frame, code)
+            out.append(self._frame(frame, code, lasti, entry=True, qualname=qualname))
             frame = self.memory.u64(frame + self.f_back)
         return out
 
@@ -125,20 +131,23 @@ class FrameWalker:
             out[-1] = _as_entry(out[-1])
         return out
 
-    def _frame(self, frame: int, code: CodeInfo, where: int, *, entry: bool) -> PyFrame:
+    def _frame(
+        self, frame: int, code: CodeInfo, where: int, *, entry: bool, qualname: str | None = None
+    ) -> PyFrame:
         pos = self.codes.position(code, where)
-        return PyFrame(frame, code, pos.line, pos.column, pos.end_line, pos.end_column, entry)
+        return PyFrame(
+            frame,
+            code,
+            pos.line,
+            pos.column,
+            pos.end_line,
+            pos.end_column,
+            entry,
+            qualname or code.qualname,
+        )
 
 
 def _as_entry(frame: PyFrame) -> PyFrame:
     if frame.entry:
         return frame
-    return PyFrame(
-        frame.address,
-        frame.code,
-        frame.line,
-        frame.column,
-        frame.end_line,
-        frame.end_column,
-        True,
-    )
+    return dataclasses.replace(frame, entry=True)
