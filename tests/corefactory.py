@@ -502,14 +502,22 @@ def mapped_files(pid: int) -> list[str]:
     return paths
 
 
-def _start(interp: Interpreter, argv: list[str], cwd: str | None, core_limit: bool):
+def _start(
+    interp: Interpreter,
+    argv: list[str],
+    cwd: str | None,
+    core_limit: bool,
+    stdin: int = subprocess.DEVNULL,
+) -> subprocess.Popen:
+    """Start a target program; `core_limit` lifts RLIMIT_CORE so a crash leaves a core."""
+
     def set_core_limit() -> None:  # runs in the child between fork and exec
         _soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
         resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
 
     return subprocess.Popen(
         argv,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=cwd,

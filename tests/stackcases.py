@@ -139,19 +139,8 @@ def _argv(interp: Interpreter, mode: str, unicode_dir: str) -> list[str]:
 
 
 def _start(interp: Interpreter, argv: list[str], cwd: str, core_limit: bool) -> subprocess.Popen:
-    def set_core_limit() -> None:  # in the child between fork and exec
-        _soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
-        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
-
-    return subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env={**interp.environ(), **corefactory._PROGRAM_ENV},
-        preexec_fn=set_core_limit if core_limit else None,
-    )
+    """corefactory's starter, with a pipe on stdin (the program waits for a "go" byte)."""
+    return corefactory._start(interp, argv, cwd, core_limit, stdin=subprocess.PIPE)
 
 
 def _states(pid: int, tids: Sequence[int]) -> dict[int, tuple[str, int | None]]:
