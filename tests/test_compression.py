@@ -187,3 +187,24 @@ def test_no_temporary_file_after_interrupt(plain: CoreCase, tmp_path) -> None:
     assert "Traceback" not in out + err
     assert len(err.splitlines()) == 1, err
     assert list(tmpdir.iterdir()) == []
+
+
+def test_zstd_of_several_frames_and_a_skippable_frame(plain, triage_json, tmp_path) -> None:
+    """A .zst of several frames (zstd -d concatenates them) with a skippable frame between
+    (metadata some tools add) is one core; the frame walk that detects truncation must
+    accept it."""
+    import zstandard
+
+    data = Path(plain.path).read_bytes()
+    half = len(data) // 2
+    skippable = (0x184D2A5E).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"hello"
+    joined = tmp_path / "frames.zst"
+    with open(joined, "wb") as out:
+        out.write(zstandard.ZstdCompressor(level=1).compress(data[:half]))
+        out.write(skippable)
+        out.write(zstandard.ZstdCompressor(level=1, write_checksum=True).compress(data[half:]))
+    del data
+    report = triage_json(str(joined))
+    assert report["error"] is None
+    assert report["core"]["compression"] == "zstd"
+    assert comparable(report) == comparable(triage_json(plain.path))

@@ -59,7 +59,12 @@ def decompressor(stream: BinaryIO, compression: str) -> BinaryIO:
 
         return lzma.LZMAFile(stream, "rb")  # type: ignore[return-value]
     if compression == "zstd":
-        return _ZstdStream(stream)  # type: ignore[return-value]
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            stream, read_size=CHUNK, read_across_frames=True
+        )
+        return reader  # type: ignore[return-value]
     if compression == "lz4":
         import lz4.frame
 
@@ -67,45 +72,57 @@ def decompressor(stream: BinaryIO, compression: str) -> BinaryIO:
     raise ValueError(f"unknown compression {compression!r}")
 
 
-class _ZstdStream:
-    """Decompresses concatenated zstd frames from a stream; a stream that ends inside a frame
-    raises EOFError (zstandard's own stream reader just stops there)."""
+ZSTD_MAGIC = 0xFD2FB528
 
-    def __init__(self, stream: BinaryIO) -> None:
-        import zstandard
 
-        self._zstd = zstandard
-        self._src = stream
-        self._obj = zstandard.ZstdDecompressor().decompressobj()
-        self._started = False
+def zstd_problem(stream: BinaryIO) -> str | None:
+    """Why a zstd stream is incomplete (cut inside a frame), or None when every frame ends.
 
-    def __enter__(self) -> _ZstdStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def read(self, size: int = -1) -> bytes:
+    zstandard's streaming reader stops quietly at a cut, so the frames are walked here by
+    their headers (RFC 8878): block sizes are read, payloads skipped, nothing decompressed.
+    """
+    stream.seek(0, os.SEEK_END)
+    size = stream.tell()
+    stream.seek(0)
+    frames = 0
+    while stream.tell() < size:
+        head = stream.read(4)
+        if len(head) < 4:
+            return "it ends inside a frame header"
+        magic = int.from_bytes(head, "little")
+        if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame: size, then that many bytes
+            raw = stream.read(4)
+            if len(raw) < 4 or stream.seek(int.from_bytes(raw, "little"), os.SEEK_CUR) > size:
+                return "it ends inside a skippable frame"
+            continue
+        if magic != ZSTD_MAGIC:
+            return f"frame {frames + 1} does not start with the zstd magic number"
+        descriptor = stream.read(1)
+        if not descriptor:
+            return "it ends inside a frame header"
+        d = descriptor[0]
+        fcs, single, checksum, dict_id = d >> 6, d >> 5 & 1, d >> 2 & 1, d & 3
+        header = (0 if single else 1) + (0, 1, 2, 4)[dict_id]
+        header += (1 if single else 0, 2, 4, 8)[fcs]
+        stream.seek(header, os.SEEK_CUR)
         while True:
-            chunk = self._src.read(CHUNK)
-            if not chunk:
-                if self._started and not self._obj.eof:
-                    raise EOFError("the zstd stream ends in the middle of a frame")
-                return b""
-            out = bytearray()
-            while chunk:
-                self._started = True
-                try:
-                    out += self._obj.decompress(chunk)
-                except self._zstd.ZstdError as exc:
-                    raise ValueError(str(exc)) from None
-                chunk = b""
-                if self._obj.eof:
-                    chunk = self._obj.unused_data
-                    self._obj = self._zstd.ZstdDecompressor().decompressobj()
-                    self._started = False
-            if out:
-                return bytes(out)
+            raw = stream.read(3)
+            if len(raw) < 3:
+                return f"it ends inside frame {frames + 1} (the dump or the copy was cut)"
+            block = int.from_bytes(raw, "little")
+            kind, length = block >> 1 & 3, block >> 3
+            if kind == 3:
+                return f"frame {frames + 1} has a block of a reserved type (corrupt)"
+            stream.seek(1 if kind == 1 else length, os.SEEK_CUR)
+            if block & 1:
+                break
+        if checksum:
+            stream.seek(4, os.SEEK_CUR)
+        if stream.tell() > size:
+            return f"it ends inside frame {frames + 1} (the dump or the copy was cut)"
+        frames += 1
+    stream.seek(0)
+    return None
 
 
 def _check_path(path: str) -> os.stat_result:
@@ -173,13 +190,21 @@ def _inflate(f: BinaryIO, compression: str, path: str) -> mmap.mmap:
     import shutil
     import tempfile
 
+    if compression == "zstd":
+        problem = zstd_problem(f)
+        if problem is not None:
+            raise CoreFileError(
+                "decompression_failed",
+                f"{path} is a damaged or truncated zstd archive ({problem}); "
+                f"recompress it from the original core",
+            )
     fd, tmp = tempfile.mkstemp(prefix="triage-core-")
     os.unlink(tmp)
     with os.fdopen(fd, "w+b") as out:
         try:
             with decompressor(f, compression) as src:
                 shutil.copyfileobj(src, out, CHUNK)
-        except (OSError, EOFError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # each codec has its own error types (zstd: ZstdError)
             if isinstance(exc, OSError) and exc.errno is not None:
                 raise CoreFileError(
                     "decompression_failed", f"cannot decompress {path}: {exc.strerror}"
