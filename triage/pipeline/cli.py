@@ -236,7 +236,14 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from triage.pipeline.config import ConfigError
-    from triage.pipeline.run import SweepError, dask_client, execute, new_sweep_info, plan
+    from triage.pipeline.run import (
+        SweepError,
+        dashboard_link,
+        dask_client,
+        execute,
+        new_sweep_info,
+        plan,
+    )
 
     try:
         config = build_config(args)
@@ -246,10 +253,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         for obj, fleet in the_plan.todo:
             print(f"{fleet.name}\t{obj.size}\t{obj.url}")
-        print(
-            f"{len(the_plan.todo)} to analyse, {len(the_plan.skipped)} already in the dataset",
-            file=sys.stderr,
-        )
+        log(f"{len(the_plan.todo)} to analyse, {len(the_plan.skipped)} already in the dataset")
         return 0
     from triage.pipeline.sink import ParquetSink
 
@@ -261,14 +265,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"{config.output.dataset}"
         )
         return 0
-    log(
-        f"sweep {info.sweep_id}: {len(the_plan.todo)} cores to analyse, "
-        f"{len(the_plan.skipped)} already in {config.output.dataset}"
-    )
     try:
         with dask_client(config) as client:
-            if getattr(client, "dashboard_link", None):
-                log(f"Dask dashboard: {client.dashboard_link}")
+            log(
+                f"sweep {info.sweep_id}: {len(the_plan.todo)} cores to analyse, "
+                f"{len(the_plan.skipped)} already in {config.output.dataset}"
+            )
+            dashboard = dashboard_link(client)
+            if dashboard:
+                log(f"Dask dashboard: {dashboard}")
             with (
                 ParquetSink(
                     config.output.dataset, config.storage_options, config.output.batch_size

@@ -96,12 +96,11 @@ def dask_client(config: SweepConfig) -> Iterator[Any]:
 
     from triage.pipeline.plugins import WarmAnalysisProcess
 
-    for name in ("distributed", "bokeh", "tornado"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_dask_logs()
     ex = config.execution
     if ex.scheduler:
         try:
-            client = Client(ex.scheduler, timeout="10s")
+            client = Client(ex.scheduler, timeout="5s")
         except (OSError, TimeoutError) as exc:
             raise SweepError(
                 f"cannot reach the Dask scheduler at {ex.scheduler}: {_one_line(exc)}"
@@ -131,6 +130,28 @@ def dask_client(config: SweepConfig) -> Iterator[Any]:
         cluster.close()
 
 
+def quiet_dask_logs() -> None:
+    """Only errors from Dask and its web stack: the sweep reports progress itself. Dask's own
+    configuration gives some child loggers (distributed.client, ...) levels of their own,
+    so every logger under these names is set."""
+    for name in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.startswith(
+            ("distributed.", "bokeh.", "tornado.")
+        ):
+            logger.setLevel(logging.ERROR)
+
+
+def dashboard_link(client: Any) -> str | None:
+    """The Dask dashboard's address, when the scheduler actually serves one."""
+    try:
+        services = client.scheduler_info().get("services", {})
+    except Exception:  # an old or odd scheduler: no link rather than a wrong one
+        return None
+    return getattr(client, "dashboard_link", None) if "dashboard" in services else None
+
+
 def execute(
     client: Any,
     plan_: Plan,
@@ -144,7 +165,7 @@ def execute(
 
     started = time.perf_counter()
     summary = Summary(info.sweep_id, len(plan_.todo) + len(plan_.skipped), len(plan_.skipped))
-    summary.dashboard = getattr(client, "dashboard_link", None)
+    summary.dashboard = dashboard_link(client)
     workers = max(1, len(client.scheduler_info().get("workers", {})) or config.execution.workers)
     in_flight = config.execution.max_in_flight or 4 * workers
     pending: dict[str, tuple[CoreObject, Fleet]] = {}

@@ -217,11 +217,14 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> ds.
     fs, root = filesystem(url, storage_options)
     if not fs.exists(root):
         return None
+    # Local datasets through pyarrow's own filesystem; others through fsspec.
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    local = bool(protocols & {"file", "local"})
     return ds.dataset(
         root,
         schema=arrow_schema(),
         format="parquet",
-        filesystem=PyFileSystem(FSSpecHandler(fs)),
+        filesystem=None if local else PyFileSystem(FSSpecHandler(fs)),
         partitioning=ds.partitioning(partition_schema(), flavor="hive"),
         ignore_prefixes=[".", "_"],
     )
@@ -232,7 +235,10 @@ def existing_ids(url: str, storage_options: dict[str, Any] | None = None) -> set
     dataset = open_dataset(url, storage_options)
     if dataset is None:
         return set()
-    return set(dataset.to_table(columns=["core_id"]).column("core_id").to_pylist())
+    # Single-threaded: pyarrow's reader threads holding fsspec (Python) buffers can outlive a
+    # short command and abort the interpreter at exit (std::terminate in ~PyBuffer).
+    table = dataset.to_table(columns=["core_id"], use_threads=False)
+    return set(table.column("core_id").to_pylist())
 
 
 def read_records(
@@ -245,4 +251,5 @@ def read_records(
     if dataset is None:
         return []
     where = ds.field(PARTITION_COLUMNS[0]) == fleet if fleet is not None else None
-    return [from_arrow_row(row) for row in dataset.to_table(filter=where).to_pylist()]
+    table = dataset.to_table(filter=where, use_threads=False)
+    return [from_arrow_row(row) for row in table.to_pylist()]

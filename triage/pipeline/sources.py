@@ -394,6 +394,8 @@ def read_head(
         if obj.is_local:
             with open(_local_path(obj.url), "rb") as f:
                 return f.read(size)
+        if obj.size == 0:
+            return b""  # S3 refuses a ranged read of an empty object
         fs, path, _ = _filesystem(obj.url, storage_options)
         return fs.cat_file(path, start=0, end=min(size, obj.size) if obj.size else size)
     except Exception as exc:

@@ -75,7 +75,7 @@ def analyze_object(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> SweepRecor
         core=CoreFileInfo(path=obj.url, size=obj.size),
         error=ErrorInfo(kind=outcome.status, message=outcome.message or outcome.status),
     )
-    report.core.path = obj.url
+    _name_the_object(report, outcome, obj.url, scratch)
     if report.core.size == 0:
         report.core.size = obj.size
     if report.threads:
@@ -92,6 +92,17 @@ def analyze_object(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> SweepRecor
         analysis_seconds=round(outcome.seconds, 6),
         worker=_worker_name(),
     )
+
+
+def _name_the_object(report: CoreReport, outcome: Outcome, url: str, scratch: str) -> None:
+    """Say the object's URL where the analysis saw the worker's scratch copy of it."""
+    local = report.core.path
+    report.core.path = url
+    if local != url and local.startswith(scratch):
+        if report.error is not None:
+            report.error.message = report.error.message.replace(local, url)
+        if outcome.message:
+            outcome.message = outcome.message.replace(local, url)
 
 
 def _analyze(obj: CoreObject, fleet: Fleet, info: SweepInfo, scratch: str) -> Outcome:
@@ -125,9 +136,7 @@ def lost_record(
         sweep_date=info.sweep_date,
         fleet=fleet.name,
         status=status,
-        collection=Collection(
-            source_url=obj.url, fleet=fleet.name, size=obj.size, etag=obj.etag, mtime=obj.mtime
-        ),
+        collection=Collection(source_url=obj.url, size=obj.size, etag=obj.etag, mtime=obj.mtime),
         report=CoreReport(
             core=CoreFileInfo(path=obj.url, size=obj.size),
             error=ErrorInfo(kind=status, message=message),
