@@ -96,14 +96,20 @@ def load_baseline(spec: str, storage_options: dict[str, Any] | None = None) -> s
 
 
 def _ids_from_json(data: Any, spec: str) -> set[str]:
-    if isinstance(data, list) and all(isinstance(x, str) for x in data):
-        return set(data)
-    if isinstance(data, dict):
+    ids: Any = None
+    if isinstance(data, list):
+        ids = data
+    elif isinstance(data, dict):
         for key in ("groups", "crashes"):
             if isinstance(data.get(key), list):
-                return {g["signature_id"] for g in data[key] if g.get("signature_id")}
-        if isinstance(data.get("signature_ids"), list):
-            return set(data["signature_ids"])
+                entries = data[key]
+                if all(isinstance(e, dict) for e in entries):
+                    ids = [e.get("signature_id") for e in entries if e.get("signature_id")]
+                break
+        else:
+            ids = data.get("signature_ids")
+    if isinstance(ids, list) and all(isinstance(x, str) for x in ids):
+        return set(ids)
     raise CiError(
         f"baseline {spec}: expected `triage ci --json` or `triage groups --format json` output, "
         f"or a JSON list of signature ids"

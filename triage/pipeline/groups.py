@@ -62,7 +62,7 @@ class GroupsResult:
 
 
 ROWS = """
-    SELECT core_id, sweep_id, sweep_date, fleet, status,
+    SELECT core_id, first_sweep_id AS sweep_id, first_sweep_date AS sweep_date, fleet, status,
            collection.host AS host,
            collection.source_url AS url,
            report.python_version AS python_version,
@@ -98,9 +98,8 @@ def compute_groups(
                count(*) AS cores,
                count(DISTINCT host) AS hosts,
                list_sort(list(DISTINCT fleet)) AS fleets,
-               list_sort(list(DISTINCT python_version) FILTER (python_version IS NOT NULL)),
+               list(DISTINCT python_version) FILTER (python_version IS NOT NULL),
                list_sort(list(DISTINCT signal) FILTER (signal IS NOT NULL)),
-               min(sweep_date), max(sweep_date), min(sweep_id),
                arg_max(url, sweep_id), arg_max(frames, sweep_id)
         FROM ({rows}) WHERE {where}
         GROUP BY signature_id
@@ -108,6 +107,15 @@ def compute_groups(
         """,
         params,
     ).fetchall()
+    # When a signature was first and last seen, and whether it is new, are facts of the whole
+    # dataset: filters narrow what is counted, not the signature's history.
+    history = {
+        sig: (str(first), str(last), first_sweep)
+        for sig, first, last, first_sweep in con.execute(
+            f"SELECT signature_id, min(sweep_date), max(sweep_date), min(sweep_id) "
+            f"FROM ({rows}) WHERE signature_id IS NOT NULL GROUP BY signature_id"
+        ).fetchall()
+    }
     per_sweep: dict[tuple[str, str], int] = {}
     if recent:
         marks = ", ".join("?" for _ in recent)
@@ -124,31 +132,27 @@ def compute_groups(
             cores=cores,
             hosts=hosts,
             fleets=list(fleets or []),
-            python_versions=list(pythons or []),
+            python_versions=sorted(pythons or [], key=_version_key),
             signals=list(signals or []),
-            first_seen=str(first),
-            last_seen=str(last),
-            new=first_sweep == latest_sweep,
+            first_seen=history[sig][0],
+            last_seen=history[sig][1],
+            new=history[sig][2] == latest_sweep,
             trend=[per_sweep.get((sig, s), 0) for s in recent],
             example_core=example or "",
             top_frames=list(frames or []),
         )
-        for (
-            sig,
-            text,
-            cores,
-            hosts,
-            fleets,
-            pythons,
-            signals,
-            first,
-            last,
-            first_sweep,
-            example,
-            frames,
-        ) in grouped
+        for (sig, text, cores, hosts, fleets, pythons, signals, example, frames) in grouped
     ]
     return GroupsResult(recent, latest_sweep, groups)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """3.8.18 before 3.12.1 (numeric order; anything unparsable last)."""
+    parts = []
+    for piece in version.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 1 << 30)
+    return tuple(parts)
 
 
 # -- output --------------------------------------------------------------------------------

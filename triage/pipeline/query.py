@@ -1,7 +1,8 @@
 """DuckDB over the sweep dataset (local or any fsspec URL), one row per core.
 
 Rows are deduplicated by core: a core analysed again (`--reprocess`) counts once, with its
-latest analysis. Files written by older versions of triage may lack newer columns; they are
+latest analysis, and keeps the sweep that first saw it (`first_sweep_id`,
+`first_sweep_date`). Files written by older versions of triage may lack newer columns; they are
 read with `union_by_name` so that such columns come back NULL.
 """
 
@@ -13,7 +14,10 @@ from triage.pipeline.sink import filesystem
 
 LATEST_ROWS = """
     SELECT * EXCLUDE (rn) FROM (
-        SELECT *, row_number() OVER (PARTITION BY core_id ORDER BY sweep_id DESC) AS rn
+        SELECT *,
+               row_number() OVER (PARTITION BY core_id ORDER BY sweep_id DESC) AS rn,
+               min(sweep_id) OVER (PARTITION BY core_id) AS first_sweep_id,
+               min(sweep_date) OVER (PARTITION BY core_id) AS first_sweep_date
         FROM read_parquet({source}, hive_partitioning = true, hive_types_autocast = false,
                           union_by_name = true)
     ) WHERE rn = 1

@@ -28,7 +28,7 @@ def regroup(url: str, config: SweepConfig) -> RegroupSummary:
     summary = RegroupSummary()
     for path in dataset_files(url, config.storage_options):
         with fs.open(path, "rb") as f:
-            table = pq.read_table(f)
+            table = pq.read_table(f, use_threads=False)
         records = [from_arrow_row(row) for row in table.to_pylist()]
         changed = 0
         for record in records:
