@@ -209,14 +209,14 @@ def open_dataset(url: str, storage_options: dict[str, Any] | None = None) -> ds.
 
     Hive partitioning on fleet and sweep_date; files named `.*` or `_*` are skipped.
     """
+    fs, root = filesystem(url, storage_options)
+    if not fs.exists(root):
+        return None  # before importing pyarrow: a first sweep need not pay for it here
     import pyarrow.dataset as ds
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     from triage.pipeline.schema import partition_schema
 
-    fs, root = filesystem(url, storage_options)
-    if not fs.exists(root):
-        return None
     # Local datasets through pyarrow's own filesystem; others through fsspec.
     protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
     local = bool(protocols & {"file", "local"})
