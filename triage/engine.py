@@ -8,7 +8,12 @@ from triage import __version__
 from triage.coredump.corefile import CoreFile, parse_core
 from triage.coredump.environ import current_test, read_environment
 from triage.coredump.executable import find_executable
-from triage.coredump.images import build_id_in_core, build_id_of_file, loaded_images
+from triage.coredump.images import (
+    LoadedImage,
+    build_id_in_core,
+    build_id_of_file,
+    loaded_images,
+)
 from triage.coredump.locate import LibrarySearch, locate
 from triage.coredump.memory import CoreMemory
 from triage.coredump.signals import core_cause
@@ -60,19 +65,18 @@ def analyze_core(
             search = LibrarySearch.from_options(lib_search_path, lib_search_root)
             report.library_search_path = list(search.path)
             memory = CoreMemory(core)
+            images = loaded_images(core.mappings)
             try:
                 exe = find_executable(core, memory, executable)
                 report.executable = exe.path
                 report.executable_source = exe.source  # type: ignore[assignment]
-                files = _locate_images(report, core, memory, search, exe.mapping_path, executable)
+                files = _locate_images(report, images, memory, search, exe.mapping_path, executable)
                 memory.add_files(files)
-                report.test = current_test(
-                    read_environment(memory, loaded_images(core.mappings), files)
-                )
+                report.test = current_test(read_environment(memory, images, files))
                 if python:
                     state = read_python(
                         memory,
-                        loaded_images(core.mappings),
+                        images,
                         files,
                         exe.mapping_path,
                         [t.tid for t in core.threads],
@@ -140,7 +144,7 @@ def _describe_process(report: CoreReport, core: CoreFile) -> None:
 
 def _locate_images(
     report: CoreReport,
-    core: CoreFile,
+    images: list[LoadedImage],
     memory: CoreMemory,
     search: LibrarySearch,
     exe_mapping: str | None,
@@ -148,7 +152,7 @@ def _locate_images(
 ) -> dict[str, str]:
     """Find every mapped file on this machine; record misses and build-id mismatches."""
     files: dict[str, str] = {}
-    for image in loaded_images(core.mappings):
+    for image in images:
         core_id = build_id_in_core(memory, image.start)
         if exe_given is not None and image.path == exe_mapping:
             found_id = build_id_of_file(exe_given)
