@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -265,6 +266,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"{config.output.dataset}"
         )
         return 0
+    # pyarrow and the Arrow schema are needed only when rows are written; import and build
+    # them while the cluster starts (mostly waiting on worker processes) instead of after.
+    threading.Thread(target=_prepare_writer, daemon=True).start()
     try:
         with dask_client(config) as client:
             log(
@@ -285,6 +289,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     print_summary(summary)
     return 0
+
+
+def _prepare_writer() -> None:
+    from triage.pipeline.schema import arrow_schema, sweep_adapter
+
+    arrow_schema()
+    sweep_adapter()
 
 
 def log(message: str) -> None:
