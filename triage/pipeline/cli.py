@@ -103,12 +103,12 @@ def cmd_ci(args: argparse.Namespace) -> int:
     try:
         paths = ci.find_cores(args.core_dir)
         known = (
-            ci.load_baseline(args.baseline, _storage_options(args.config))
+            ci.load_baseline(args.baseline, storage_options_from(args.config))
             if args.baseline
             else set()
         )
     except (ci.CiError, ConfigError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return ci.EXIT_TRIAGE_FAILED
     crashes = ci.analyse(paths, known, lib_search_root=args.lib_search_root)
     ci.print_crashes(crashes, color=use_color(sys.stdout, args.no_color))
@@ -153,14 +153,15 @@ def cmd_regroup(args: argparse.Namespace) -> int:
         config = load_config(args.config) if args.config else SweepConfig()
         summary = regroup(args.dataset, config)
     except ConfigError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except Exception as exc:  # fsspec/pyarrow: one line
-        return _fail(f"cannot regroup {args.dataset}: {exc}")
+        return fail(f"cannot regroup {args.dataset}: {exc}")
     log(describe(summary))
     return 0
 
 
-def _storage_options(config_path: str | None) -> dict[str, Any]:
+def storage_options_from(config_path: str | None) -> dict[str, Any]:
+    """The storage_options of a configuration file ({} without one)."""
     if not config_path:
         return {}
     from triage.pipeline.config import load_config
@@ -176,14 +177,14 @@ def cmd_groups(args: argparse.Namespace) -> int:
     try:
         result = groups.compute_groups(
             args.dataset,
-            _storage_options(args.config),
+            storage_options_from(args.config),
             groups.Filters(args.fleet, args.since, args.until, args.signal),
             sweeps=args.sweeps,
         )
     except (ConfigError, FileNotFoundError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except Exception as exc:  # duckdb/fsspec errors: one line, never a traceback
-        return _fail(f"cannot read dataset {args.dataset}: {exc}")
+        return fail(f"cannot read dataset {args.dataset}: {exc}")
     if args.format == "json":
         sys.stdout.write(groups.to_json(result) + "\n")
     elif args.format == "csv":
@@ -250,7 +251,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         config = build_config(args)
         the_plan = plan(config, reprocess=args.reprocess)
     except (ConfigError, SweepError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if args.dry_run:
         for obj, fleet in the_plan.todo:
             print(f"{fleet.name}\t{obj.size}\t{obj.url}")
@@ -286,7 +287,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             ):
                 summary = execute(client, the_plan, info, sink, config, progress.update)
     except SweepError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print_summary(summary)
     return 0
 
@@ -302,7 +303,7 @@ def log(message: str) -> None:
     print(f"triage: {message}", file=sys.stderr, flush=True)
 
 
-def _fail(message: str) -> int:
+def fail(message: str) -> int:
     print("triage: error: " + " ".join(message.split()), file=sys.stderr)
     return 1
 

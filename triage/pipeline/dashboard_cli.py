@@ -26,26 +26,22 @@ def add_dashboard_parser(sub: Any) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from triage.pipeline.config import ConfigError, load_config
+    from triage.pipeline.cli import fail, storage_options_from
+    from triage.pipeline.config import ConfigError
     from triage.pipeline.dashboard import build_dashboard, write_html
 
     if args.sweeps < 1:
-        return _fail(f"--sweeps must be at least 1, not {args.sweeps}")
+        return fail(f"--sweeps must be at least 1, not {args.sweeps}")
     try:
-        options = load_config(args.config).storage_options if args.config else {}
+        options = storage_options_from(args.config)
         html = build_dashboard(args.dataset, options, sweeps=args.sweeps)
     except (ConfigError, FileNotFoundError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except Exception as exc:  # duckdb/fsspec errors: one line, never a traceback
-        return _fail(f"cannot read dataset {args.dataset}: {exc}")
+        return fail(f"cannot read dataset {args.dataset}: {exc}")
     try:
         out = write_html(args.output, html)
     except OSError as exc:
-        return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
+        return fail(f"cannot write {args.output}: {exc.strerror or exc}")
     print(f"triage: dashboard written to {out}", file=sys.stderr)
     return 0
-
-
-def _fail(message: str) -> int:
-    print("triage: error: " + " ".join(message.split()), file=sys.stderr)
-    return 1

@@ -456,15 +456,9 @@ def _decompress_head(head: bytes, compression: str, want: int = 4096) -> tuple[b
     compressible core must not inflate in memory."""
     import io
 
-    src = io.BytesIO(head)
-    if compression == "zstd":
-        import zstandard
-
-        # triage.coredump.source's zstd reader inflates a whole chunk at once; zstandard's
-        # stream reader bounds its output and stops quietly where the input stops.
-        reader = zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
-    else:
-        reader = decompressor(src, compression)
+    # The same bounded readers the engine decompresses with (zstd's stops quietly where
+    # the input stops, which is what a head needs).
+    reader = decompressor(io.BytesIO(head), compression)
     out = bytearray()
     ended = False
     try:
