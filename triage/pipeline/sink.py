@@ -59,10 +59,11 @@ _Key = tuple[str, str, str]  # (fleet, sweep_date, sweep_id)
 
 
 def filesystem(url: str, storage_options: dict[str, Any] | None) -> tuple[AbstractFileSystem, str]:
-    """The fsspec filesystem of `url` and the dataset root's path within it (no trailing /)."""
-    from fsspec.core import url_to_fs
+    """The fsspec filesystem of `url` and the dataset root's path within it (no trailing /),
+    resolved as sources are (local paths take no storage options)."""
+    from triage.pipeline.sources import filesystem_of
 
-    fs, path = url_to_fs(url, **(storage_options or {}))
+    fs, path, _local = filesystem_of(url, storage_options)
     return fs, path.rstrip("/") or path
 
 

@@ -171,7 +171,7 @@ def _protocol_of(url: str) -> str:
     return "file"
 
 
-def _filesystem(
+def filesystem_of(
     url: str, storage_options: dict[str, Any] | None
 ) -> tuple[AbstractFileSystem, str, bool]:
     """(filesystem, path within it, is local) for a path or URL. Local paths get no options."""
@@ -240,7 +240,7 @@ def _source_error(source: str, exc: BaseException, doing: str = "list") -> Sourc
 
 def _open_source(source: str, storage_options: dict[str, Any] | None) -> _Source:
     try:
-        fs, path, local = _filesystem(source, storage_options)
+        fs, path, local = filesystem_of(source, storage_options)
     except Exception as exc:  # unknown protocol, missing driver, bad options
         raise SourceError(
             f"cannot open source {source}: {type(exc).__name__}: {_error_detail(exc)}",
@@ -396,7 +396,7 @@ def read_head(
                 return f.read(size)
         if obj.size == 0:
             return b""  # S3 refuses a ranged read of an empty object
-        fs, path, _ = _filesystem(obj.url, storage_options)
+        fs, path, _ = filesystem_of(obj.url, storage_options)
         return fs.cat_file(path, start=0, end=min(size, obj.size) if obj.size else size)
     except Exception as exc:
         raise _object_error(obj.url, exc) from None
@@ -547,7 +547,7 @@ def fetch(obj: CoreObject, dest_dir: str, storage_options: dict[str, Any] | None
     )
     try:
         with os.fdopen(fd, "wb") as out:
-            fs, path, _ = _filesystem(obj.url, storage_options)
+            fs, path, _ = filesystem_of(obj.url, storage_options)
             with fs.open(path, "rb", block_size=FETCH_CHUNK, cache_type="none") as src:
                 while True:
                     chunk = src.read(FETCH_CHUNK)
@@ -773,7 +773,7 @@ def _metadata_layer(obj: CoreObject, storage_options: dict[str, Any] | None) -> 
     metadata = obj.metadata
     if not metadata and not obj.is_local:
         try:
-            fs, path, _ = _filesystem(obj.url, storage_options)
+            fs, path, _ = filesystem_of(obj.url, storage_options)
             if hasattr(fs, "metadata"):
                 metadata = fs.metadata(path)
             else:
@@ -796,7 +796,7 @@ def _sidecar_layer(obj: CoreObject, storage_options: dict[str, Any] | None) -> _
             with open(_local_path(obj.sidecar_url), "rb") as f:
                 raw = f.read(SIDECAR_MAX + 1)
         else:
-            fs, path, _ = _filesystem(obj.sidecar_url, storage_options)
+            fs, path, _ = filesystem_of(obj.sidecar_url, storage_options)
             raw = fs.cat_file(path, start=0, end=SIDECAR_MAX + 1)
     except Exception as exc:
         return _Layer(extra={"sidecar_error": f"cannot read {name}: {_error_detail(exc)}"})
