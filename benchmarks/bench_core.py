@@ -26,28 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-import corefactory  # noqa: E402
+from common import ENV, TRIAGE, compile_triage, corefactory, pystack_command, wall
 
 VERSIONS = ((3, 8), (3, 12))
-
-
-# As installed by pip: byte-code compiled once, not at every start (some shells here export
-# PYTHONDONTWRITEBYTECODE, which would make every run of an editable install recompile).
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
-def wall(argv: list[str], runs: int, stdout: int | None = subprocess.DEVNULL) -> float:
-    """Median wall time of a command, after one warm-up run."""
-    times = []
-    for i in range(runs + 1):
-        start = time.perf_counter()
-        subprocess.run(argv, stdout=stdout, stderr=subprocess.DEVNULL, check=False, env=ENV)
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def decompress_time(path: str, runs: int, scratch: str) -> float:
@@ -82,9 +63,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--write", metavar="FILE", help="also write the results as Markdown")
     args = parser.parse_args()
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "triage")], check=True)
-    pystack = shutil.which("pystack") or str(Path(sys.executable).parent / "pystack")
-    triage = [sys.executable, "-m", "triage", "core"]
+    compile_triage()
+    pystack = pystack_command()
+    triage = [*TRIAGE, "core"]
     interps = {i.version[:2]: i for i in corefactory.find_interpreters() if i.shared}
     rows, cache_rows, zst_rows = [], [], []
     with tempfile.TemporaryDirectory(prefix="triage-bench-") as scratch:

@@ -26,13 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-import corefactory  # noqa: E402
-
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+from common import ENV, TRIAGE, compile_triage, corefactory, pystack_command
 
 
 def make_corpus(dest: Path, count: int) -> list[Path]:
@@ -84,7 +78,7 @@ class MemorySampler(threading.Thread):
 
 
 def pystack_two_at_a_time(cores: list[Path], scratch: Path) -> float:
-    pystack = shutil.which("pystack") or str(Path(sys.executable).parent / "pystack")
+    pystack = pystack_command()
 
     def one(core: Path) -> None:
         path = core
@@ -111,6 +105,7 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=100)
     parser.add_argument("--write", metavar="FILE")
     args = parser.parse_args()
+    compile_triage()
     with tempfile.TemporaryDirectory(prefix="triage-bench-sweep-") as tmp:
         scratch = Path(tmp)
         corpus = scratch / "corpus"
@@ -122,9 +117,7 @@ def main() -> int:
         out = scratch / "dataset"
         proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "triage",
+                *TRIAGE,
                 "sweep",
                 str(corpus),
                 "--output",
