@@ -205,11 +205,12 @@ class CoreReport:
 
 
 @functools.cache
-def adapter() -> TypeAdapter[CoreReport]:
-    """pydantic's validator and serialiser of CoreReport (built once, on first use)."""
+def adapter(model: type = CoreReport) -> TypeAdapter[Any]:
+    """pydantic's validator and serialiser of a report model (CoreReport by default; the
+    dataset row SweepRecord too), built once per model, on first use."""
     from pydantic import TypeAdapter
 
-    return TypeAdapter(CoreReport)
+    return TypeAdapter(model)
 
 
 def to_json(report: CoreReport, *, indent: int | None = 2) -> str:

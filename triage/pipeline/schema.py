@@ -30,7 +30,7 @@ import types
 import typing
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from triage.report import SweepRecord
+from triage.report import SweepRecord, adapter
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -45,12 +45,9 @@ ARROW_TYPE_PREFIX = "arrow:"
 _NONE = type(None)
 
 
-@functools.cache
 def sweep_adapter() -> TypeAdapter[SweepRecord]:
     """pydantic's validator and serialiser of SweepRecord (built once, on first use)."""
-    from pydantic import TypeAdapter
-
-    return TypeAdapter(SweepRecord)
+    return adapter(SweepRecord)
 
 
 def sweep_json_schema() -> dict[str, Any]:
