@@ -100,7 +100,10 @@ def analyze_core(
             kind="internal_error",
             message=f"internal error ({type(exc).__name__}: {exc}); please report it with the core",
         )
-    report.signature = compute_signature(report)
+    try:
+        report.signature = compute_signature(report)
+    except Exception as exc:  # the promise holds for signatures too: never a traceback
+        report.warnings.append(f"no signature: internal error ({type(exc).__name__}: {exc})")
     report.analysis_seconds = round(time.perf_counter() - started, 6)
     return report
 
