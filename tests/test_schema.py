@@ -509,3 +509,29 @@ def test_fault_address_above_2_63_fits(pa):
     record.report.signal.fault_address = 0xFFFFFFFFFF600000  # the vsyscall page
     (row,) = to_arrow([record]).to_pylist()
     assert from_arrow_row(row) == record
+
+
+def test_plain_rows_are_what_pydantic_dumps(cores, preferred_interp):
+    """Sweep rows are built with `report.to_plain` (no pydantic in the analysis children and
+    workers); they must be exactly pydantic's JSON-mode dump of the same records."""
+    import triage
+    from triage.report import adapter, to_plain
+
+    case = cores.gcore(preferred_interp, threads=2)
+    report = triage.analyze_core(case.path)
+    assert report.error is None and report.signature is not None
+    real = SweepRecord(
+        core_id="real",
+        sweep_id="s1",
+        sweep_date="2026-11-25",
+        fleet="default",
+        status="ok",
+        collection=Collection(source_url=case.path, size=report.core.size),
+        report=report,
+    )
+    dump = adapter(SweepRecord).dump_python
+    for record in (_record(), _error_record(), real):
+        plain = to_plain(record)
+        assert plain == dump(record, mode="json")
+        assert list(plain) == list(dump(record, mode="json"))  # field order too
+    assert to_plain(report) == adapter().dump_python(report, mode="json")

@@ -30,7 +30,9 @@ from triage.report import (
     ProcessInfo,
     SignalInfo,
     Signature,
+    SweepRecord,
     ThreadReport,
+    adapter,
     from_json,
     to_json,
 )
@@ -318,6 +320,7 @@ def test_signature_survives_the_json_round_trip(cores, preferred_interp: Interpr
 
 def test_sweep_task_uses_the_fleets_rules(cores, preferred_interp: Interpreter) -> None:
     from triage.pipeline.config import Fleet
+    from triage.pipeline.schema import record_to_dict
     from triage.pipeline.sources import list_sources
     from triage.pipeline.task import SweepInfo, analyze_object, close_processes
 
@@ -325,9 +328,12 @@ def test_sweep_task_uses_the_fleets_rules(cores, preferred_interp: Interpreter) 
     (obj,) = list(list_sources([case.path]))
     fleet = Fleet(name="ci", signature_frames=2, signature_skip=["ctypes:*"])
     try:
-        record = analyze_object(obj, fleet, SweepInfo("sweep-1", "2024-06-01", time_limit=120))
+        row = analyze_object(obj, fleet, SweepInfo("sweep-1", "2024-06-01", time_limit=120))
     finally:
         close_processes()
+    # The task's row is a SweepRecord as plain data: pydantic takes it as one, unchanged.
+    record = adapter(SweepRecord).validate_python(row)
+    assert record_to_dict(record) == row
     assert record.status == "ok", record.error_message
     text = "SIGSEGV | target:third_func | target:second_func"
     assert as_dict(record.report.signature) == expected(

@@ -895,6 +895,37 @@ def test_worker_killed_mid_sweep(cluster, installed_cores, tmp_path):
     assert all("distributed.client - WARNING" in line for line in run.foreign_lines())
 
 
+def test_embedded_dashboard_is_attached_on_first_visit():
+    """The embedded scheduler starts without bokeh (0.7 s of CPU nobody may use); the printed
+    address serves Dask's dashboard from the first visit on, and the scheduler's own pages
+    all along."""
+    import urllib.request
+
+    from triage.pipeline.config import SweepConfig
+    from triage.pipeline.run import dashboard_link, dask_client
+
+    def is_bokeh(app: Any) -> bool:
+        return any(cls.__name__ == "BokehTornado" for cls in type(app).__mro__)
+
+    config = SweepConfig.model_validate({"execution": {"workers": 1}})
+    with dask_client(config) as client:
+        link = dashboard_link(client)
+        assert link is not None and re.fullmatch(r"http://127\.0\.0\.1:\d+/status", link)
+        routing = client.cluster.scheduler.http_application
+        assert not any(is_bokeh(app) for app in routing.applications)
+        with urllib.request.urlopen(link.replace("/status", "/health"), timeout=30) as r:
+            assert r.read() == b"ok"
+        with urllib.request.urlopen(link, timeout=60) as r:  # redirected once, to itself
+            page = r.read().decode()
+            assert (r.status, r.url) == (200, link)
+        assert "<title>Dask Diagnostic UI</title>" in page and "Bokeh" in page
+        assert [is_bokeh(app) for app in routing.applications] == [True]
+        workers = link.replace("/status", "/workers")
+        with urllib.request.urlopen(workers, timeout=30) as r:
+            assert (r.status, r.url) == (200, workers)
+            assert "<title>Dask Diagnostic UI</title>" in r.read().decode()
+
+
 def test_dask_warnings_are_silenced(cluster):
     """The sweep sets Dask's loggers to ERROR so that its stderr holds its own lines only; but
     dask's logging configuration gives `distributed.client` its own level (WARNING), which the

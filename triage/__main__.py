@@ -1,7 +1,5 @@
 """`python -m triage`."""
 
-import sys
+from triage.cli import run
 
-from triage.cli import main
-
-sys.exit(main())
+run()

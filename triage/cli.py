@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from triage import __version__
 
@@ -120,5 +123,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
 
 
+def run() -> NoReturn:
+    """The `triage` command: `main()`, then a quick exit.
+
+    Once a command has returned, its files are written and closed and its Dask cluster is
+    shut down; what is left is the interpreter tearing down every module it imported, which
+    after a sweep (Dask, bokeh, pyarrow: ~1000 modules) takes 0.3-0.5 s. The exit handlers
+    still run and the standard streams are flushed; only that teardown is skipped."""
+    status = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        # closed or a broken pipe: nothing more can be said anyway
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

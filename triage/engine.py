@@ -30,7 +30,7 @@ from triage.report import (
     SignalInfo,
     ThreadReport,
 )
-from triage.signature import compute_signature
+from triage.signature import Rules, compute_signature
 
 
 def analyze_core(
@@ -41,11 +41,13 @@ def analyze_core(
     lib_search_root: str | list[str] | None = None,
     python: bool = True,
     exhaustive: bool = False,
+    signature_rules: Rules | None = None,
 ) -> CoreReport:
     """Analyse the core at `path`. Never raises for bad input: the report's `error` says why.
 
     `python=False` stops after the core-file information (no interpreter model);
-    `exhaustive` lets the interpreter search scan all of memory when symbols do not help.
+    `exhaustive` lets the interpreter search scan all of memory when symbols do not help;
+    `signature_rules` are the fleet's (default: `Rules()`).
     """
     started = time.perf_counter()
     report = CoreReport(core=CoreFileInfo(path=path, size=0), triage_version=__version__)
@@ -101,7 +103,7 @@ def analyze_core(
             message=f"internal error ({type(exc).__name__}: {exc}); please report it with the core",
         )
     try:
-        report.signature = compute_signature(report)
+        report.signature = compute_signature(report, signature_rules)
     except Exception as exc:  # the promise holds for signatures too: never a traceback
         report.warnings.append(f"no signature: internal error ({type(exc).__name__}: {exc})")
     report.analysis_seconds = round(time.perf_counter() - started, 6)

@@ -10,6 +10,7 @@ attribute docstrings, which pydantic reads (`use_attribute_docstrings`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -223,6 +224,26 @@ def from_json(text: str | bytes) -> CoreReport:
 
 def to_dict(report: CoreReport) -> dict[str, Any]:
     return adapter().dump_python(report, mode="json")
+
+
+def to_plain(value: Any) -> Any:
+    """A report model (or a list/dict of them) as plain JSON-compatible data, equal to what
+    pydantic's `dump_python(mode="json")` gives (the models hold only str, int, float, bool,
+    None, lists, str-keyed dicts and models), without importing pydantic: the sweep's
+    analysis children and workers build dataset rows with it, one per core."""
+    names = _FIELD_NAMES.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: to_plain(getattr(value, name)) for name in names}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_plain(item) for key, item in value.items()}
+    return value
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 @model

@@ -245,10 +245,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         execute,
         new_sweep_info,
         plan,
+        start_worker_forkserver,
     )
 
     try:
         config = build_config(args)
+        if not args.dry_run and not config.execution.scheduler:
+            start_worker_forkserver()  # imports for the workers while the sources are listed
         the_plan = plan(config, reprocess=args.reprocess)
     except (ConfigError, SweepError) as exc:
         return fail(str(exc))
@@ -344,7 +347,7 @@ class Progress:
 
     def update(self, record: Any) -> None:
         self.done += 1
-        self.errors += record.status != "ok"
+        self.errors += record["status"] != "ok"
         now = time.monotonic()
         rate = self.done / max(now - self.started, 1e-9)
         if self.bar is not None:

@@ -6,6 +6,9 @@ answers one JSON line on stdout. Its heap is capped with RLIMIT_DATA (which, unl
 RLIMIT_AS, does not count the read-only mapping of the core itself); the parent waits at most
 `time_limit` seconds and kills and replaces a child that overruns or dies. The child keeps its
 caches (symbols, layouts keyed by build-id) from one core to the next.
+
+The report comes back as plain data (`report.to_plain`, signature included, computed with the
+fleet's rules), ready to be a dataset row: neither side imports pydantic for it.
 """
 
 from __future__ import annotations
@@ -20,15 +23,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from triage.report import CoreReport, from_json
-
 
 @dataclass
 class Outcome:
     """What became of one analysis."""
 
     status: str
-    report: CoreReport | None
+    report: dict[str, Any] | None
+    """The CoreReport as plain data (`report.to_plain`), when the analysis gave one."""
     message: str | None
     seconds: float
 
@@ -60,13 +62,26 @@ class AnalysisProcess:
         if proc is not None:
             proc.kill()
             proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
 
-    def analyze(self, path: str, time_limit: float, **options: Any) -> Outcome:
+    def analyze(
+        self,
+        path: str,
+        time_limit: float,
+        *,
+        signature_frames: int = 5,
+        signature_skip: list[str] | None = None,
+        **options: Any,
+    ) -> Outcome:
+        """Analyse the core at `path` (options as `triage.analyze_core` takes them)."""
         started = time.perf_counter()
         self.warm()
         proc = self._proc
         assert proc.stdin is not None and proc.stdout is not None
-        request = json.dumps({"path": path, "options": options}).encode() + b"\n"
+        rules = {"frames": signature_frames, "skip": list(signature_skip or ())}
+        request = json.dumps({"path": path, "options": options, "rules": rules}).encode() + b"\n"
         try:
             proc.stdin.write(request)
             proc.stdin.flush()
@@ -93,8 +108,7 @@ class AnalysisProcess:
                 elapsed,
             )
         answer = json.loads(line)
-        report = from_json(answer["report"]) if answer.get("report") else None
-        return Outcome(answer["status"], report, answer.get("message"), elapsed)
+        return Outcome(answer["status"], answer.get("report"), answer.get("message"), elapsed)
 
 
 def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes | None:
@@ -124,16 +138,18 @@ def serve() -> None:
     if limit_mb:
         resource.setrlimit(resource.RLIMIT_DATA, (limit_mb << 20, limit_mb << 20))
     from triage.engine import analyze_core
-    from triage.report import to_json
+    from triage.report import to_plain
+    from triage.signature import Rules
 
     for line in sys.stdin.buffer:
         request = json.loads(line)
         try:
-            report = analyze_core(request["path"], **request.get("options", {}))
+            rules = Rules(**request["rules"])
+            report = analyze_core(request["path"], signature_rules=rules, **request["options"])
             status = report.error.kind if report.error else "ok"
             answer = {
                 "status": status,
-                "report": to_json(report, indent=None),
+                "report": to_plain(report),
                 "message": report.error.message if report.error else None,
             }
         except MemoryError:

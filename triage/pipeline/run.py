@@ -16,8 +16,7 @@ from typing import Any
 
 from triage.pipeline.config import Fleet, SweepConfig
 from triage.pipeline.sources import CoreObject, list_sources
-from triage.pipeline.task import SweepInfo, analyze_object, lost_record
-from triage.report import SweepRecord
+from triage.pipeline.task import Row, SweepInfo, analyze_object, lost_record
 
 
 class SweepError(Exception):
@@ -42,7 +41,6 @@ class Summary:
     analysed: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
-    dashboard: str | None = None
 
     @property
     def failed(self) -> int:
@@ -88,10 +86,39 @@ def plan(config: SweepConfig, *, reprocess: bool = False) -> Plan:
     return Plan(todo, skipped)
 
 
+#: What the embedded cluster's worker processes are forked from (see `start_worker_forkserver`).
+WORKER_PRELOAD = ("distributed", "triage.pipeline.task", "triage.pipeline.plugins")
+
+
+def start_worker_forkserver() -> bool:
+    """Start, now, the process the embedded cluster's workers will be forked from.
+
+    Dask starts worker processes with `spawn` by default: each new worker is a fresh
+    interpreter that imports Dask and the task code again (0.5-1 s each here). A forkserver
+    started at the beginning of the command imports them once, on another core, while this
+    process imports its own and lists the sources; every worker (and every replacement of a
+    worker that died) is then forked from it, ready. False where there is no forkserver."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    global _forkserver_started
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_PRELOAD))
+    forkserver.ensure_running()
+    _forkserver_started = True
+    return True
+
+
+_forkserver_started = False
+
+
 @contextlib.contextmanager
 def dask_client(config: SweepConfig) -> Iterator[Any]:
     """A client of the configured scheduler, or of an embedded LocalCluster whose workers
-    start their analysis children as they come up."""
+    start their analysis children as they come up (and whose dashboard is attached on its
+    first visit: `lazy_dashboard`)."""
+    import dask
     from distributed import Client, LocalCluster
 
     from triage.pipeline.plugins import WarmAnalysisProcess
@@ -111,23 +138,44 @@ def dask_client(config: SweepConfig) -> Iterator[Any]:
         finally:
             client.close()
         return
-    try:
-        cluster = LocalCluster(
-            n_workers=ex.workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            plugins={WarmAnalysisProcess(ex.memory_limit_mb)},
-        )
-    except (OSError, RuntimeError, TimeoutError) as exc:
-        raise SweepError(f"cannot start the embedded Dask cluster: {_one_line(exc)}") from None
-    client = Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
+    with dask.config.set(_embedded_cluster_config()):
+        try:
+            cluster = LocalCluster(
+                n_workers=ex.workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                scheduler_kwargs={"dashboard": False},  # attached on first visit
+                plugins={WarmAnalysisProcess(ex.memory_limit_mb)},
+            )
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            raise SweepError(f"cannot start the embedded Dask cluster: {_one_line(exc)}") from None
+        client = Client(cluster)
+        try:
+            cluster.sync(_install_lazy_dashboard, cluster.scheduler)
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+
+
+def _embedded_cluster_config() -> dict[str, Any]:
+    """Dask settings of the embedded cluster: workers forked from our forkserver if it runs."""
+    if not _forkserver_started:  # Dask's default (spawn)
+        return {}
+    import distributed.utils
+
+    # Dask would otherwise import numpy, pandas, ... here to preload a forkserver that is
+    # already running (with WORKER_PRELOAD); harmless if a later Dask drops the flag.
+    distributed.utils._forkserver_preload_set = True
+    return {"distributed.worker.multiprocessing-method": "forkserver"}
+
+
+async def _install_lazy_dashboard(scheduler: Any) -> None:
+    from triage.pipeline.lazy_dashboard import LazyDashboard
+
+    LazyDashboard(scheduler).install()
 
 
 def quiet_dask_logs() -> None:
@@ -158,14 +206,14 @@ def execute(
     info: SweepInfo,
     sink: Any,
     config: SweepConfig,
-    on_record: Callable[[SweepRecord], None] = lambda r: None,
+    on_record: Callable[[Row], None] = lambda r: None,
 ) -> Summary:
-    """Run every task of the plan with a bounded number in flight; write each row as it comes."""
+    """Run every task of the plan with a bounded number in flight; write each row as it comes.
+    Results come back to this process as they complete (fetched by Dask in the background)."""
     from distributed import as_completed
 
     started = time.perf_counter()
     summary = Summary(info.sweep_id, len(plan_.todo) + len(plan_.skipped), len(plan_.skipped))
-    summary.dashboard = dashboard_link(client)
     workers = max(1, len(client.scheduler_info().get("workers", {})) or config.execution.workers)
     in_flight = config.execution.max_in_flight or 4 * workers
     pending: dict[str, tuple[CoreObject, Fleet]] = {}
@@ -179,19 +227,22 @@ def execute(
             analyze_object, obj, fleet, info, key=key, retries=config.execution.retries, pure=False
         )
 
-    futures = as_completed([submit(p) for p in islice(queue, in_flight)])
-    for future in futures:
+    futures = as_completed(
+        [submit(p) for p in islice(queue, in_flight)], with_results=True, raise_errors=False
+    )
+    for future, result in futures:
         obj, fleet = pending.pop(future.key)
-        try:
-            record = future.result()
-        except Exception as exc:  # KilledWorker and the like: the row says so
+        if future.status == "error":  # KilledWorker and the like: the row says so
+            exc = result[1]
             status = "worker_lost" if type(exc).__name__ == "KilledWorker" else "task_error"
-            record = lost_record(obj, fleet, info, status, _one_line(exc))
+            row = lost_record(obj, fleet, info, status, _one_line(exc))
+        else:
+            row = result
         future.release()
-        sink.add(record)
+        sink.add(row)
         summary.analysed += 1
-        summary.statuses[record.status] += 1
-        on_record(record)
+        summary.statuses[row["status"]] += 1
+        on_record(row)
         nxt = next(queue, None)
         if nxt is not None:
             futures.add(submit(nxt))

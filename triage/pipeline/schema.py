@@ -30,7 +30,7 @@ import types
 import typing
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from triage.report import SweepRecord, adapter
+from triage.report import SweepRecord, adapter, to_plain
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,8 +56,9 @@ def sweep_json_schema() -> dict[str, Any]:
 
 
 def record_to_dict(record: SweepRecord) -> dict[str, Any]:
-    """A SweepRecord as plain JSON-compatible Python (the `to_dict` of the row)."""
-    return sweep_adapter().dump_python(record, mode="json")
+    """A SweepRecord as plain JSON-compatible Python: the dataset row (equal to pydantic's
+    `dump_python(mode="json")`, without pydantic; a test holds them equal)."""
+    return to_plain(record)
 
 
 @functools.cache
@@ -152,9 +153,14 @@ def partition_schema() -> pa.Schema:
 
 def to_arrow(records: list[SweepRecord]) -> pa.Table:
     """The records as a Table of `arrow_schema()`, nested lists and structs kept as they are."""
+    return rows_to_arrow([record_to_dict(r) for r in records])
+
+
+def rows_to_arrow(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows (SweepRecords as plain data, `record_to_dict`) as a Table of `arrow_schema()`."""
     import pyarrow as pa
 
-    return pa.Table.from_pylist([record_to_dict(r) for r in records], schema=arrow_schema())
+    return pa.Table.from_pylist(rows, schema=arrow_schema())
 
 
 def _child_type(parent: pa.Schema | pa.StructType, name: str) -> pa.DataType | None:

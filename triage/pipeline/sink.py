@@ -2,7 +2,7 @@
 
     with ParquetSink("s3://crashes/sweeps", storage_options={...}) as sink:
         for record in records:
-            sink.add(record)
+            sink.add(record)      # a SweepRecord, or the same as plain data (a sweep's rows)
 
 Layout (partition values are also columns inside each file, so one file reads on its own):
 
@@ -36,7 +36,13 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from triage.pipeline.schema import PARTITION_COLUMNS, arrow_schema, from_arrow_row, to_arrow
+from triage.pipeline.schema import (
+    PARTITION_COLUMNS,
+    arrow_schema,
+    from_arrow_row,
+    record_to_dict,
+    rows_to_arrow,
+)
 from triage.report import SweepRecord
 
 if TYPE_CHECKING:
@@ -77,18 +83,19 @@ def partition_dir(root: str, fleet: str, sweep_date: str) -> str:
     return f"{root}/fleet={fleet}/sweep_date={sweep_date}"
 
 
-def _check_record(record: SweepRecord) -> _Key:
-    if not NAME_PATTERN.fullmatch(record.fleet):
-        raise ValueError(f"fleet {record.fleet!r} is not a valid partition value ([A-Za-z0-9_.-]+)")
-    if not DATE_PATTERN.fullmatch(record.sweep_date):
-        raise ValueError(f"sweep_date {record.sweep_date!r} is not YYYY-MM-DD")
-    if not NAME_PATTERN.fullmatch(record.sweep_id):
-        raise ValueError(f"sweep_id {record.sweep_id!r} cannot be part of a file name")
-    return record.fleet, record.sweep_date, record.sweep_id
+def _check_row(row: dict[str, Any]) -> _Key:
+    fleet, sweep_date, sweep_id = row["fleet"], row["sweep_date"], row["sweep_id"]
+    if not NAME_PATTERN.fullmatch(fleet):
+        raise ValueError(f"fleet {fleet!r} is not a valid partition value ([A-Za-z0-9_.-]+)")
+    if not DATE_PATTERN.fullmatch(sweep_date):
+        raise ValueError(f"sweep_date {sweep_date!r} is not YYYY-MM-DD")
+    if not NAME_PATTERN.fullmatch(sweep_id):
+        raise ValueError(f"sweep_id {sweep_id!r} cannot be part of a file name")
+    return fleet, sweep_date, sweep_id
 
 
 class ParquetSink:
-    """Buffers SweepRecords and writes them as Parquet files of at most `batch_size` rows."""
+    """Buffers rows and writes them as Parquet files of at most `batch_size` rows."""
 
     def __init__(
         self, url: str, storage_options: dict[str, Any] | None = None, batch_size: int = 500
@@ -102,19 +109,21 @@ class ParquetSink:
         self.files: list[str] = []
         #: Rows written so far.
         self.rows_written = 0
-        self._buffers: dict[_Key, list[SweepRecord]] = {}
+        self._buffers: dict[_Key, list[dict[str, Any]]] = {}
         self._buffered = 0
         self._next_part: dict[_Key, int] = {}
         self._closed = False
 
     # -- writing
 
-    def add(self, record: SweepRecord) -> None:
-        """Buffer one record; writes a file when `batch_size` records are buffered."""
+    def add(self, record: SweepRecord | dict[str, Any]) -> None:
+        """Buffer one record (or row: a SweepRecord as plain data, as `record_to_dict` gives);
+        writes a file when `batch_size` are buffered."""
         if self._closed:
             raise ValueError("the sink is closed")
-        key = _check_record(record)
-        self._buffers.setdefault(key, []).append(record)
+        row = record if isinstance(record, dict) else record_to_dict(record)
+        key = _check_row(row)
+        self._buffers.setdefault(key, []).append(row)
         self._buffered += 1
         if self._buffered >= self.batch_size:
             largest = max(self._buffers, key=lambda k: len(self._buffers[k]))
@@ -156,7 +165,7 @@ class ParquetSink:
     def _write(self, key: _Key) -> None:
 
         records = self._buffers[key]
-        table = to_arrow(records)
+        table = rows_to_arrow(records)
         fleet, sweep_date, sweep_id = key
         directory = partition_dir(self.root, fleet, sweep_date)
         if _has_directories(self.fs):

@@ -1,5 +1,10 @@
 """The work of one core on a worker: fetch it from its source, check it is a core, analyse it
-in the isolated child, and return the dataset row. Never raises for a bad core."""
+in the isolated child, and return the dataset row. Never raises for a bad core.
+
+The row is a SweepRecord as plain data (`report.to_plain`, what `schema.record_to_dict`
+gives): the analysis child sends the report that way and the worker adds the sweep's
+columns, so no report is validated or converted again between the child and the Parquet file.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +26,10 @@ from triage.pipeline.sources import (
     read_head,
     sniff_core,
 )
-from triage.report import CoreFileInfo, CoreReport, ErrorInfo, SweepRecord
-from triage.signature import Rules, compute_signature
+from triage.report import CoreFileInfo, CoreReport, ErrorInfo, SweepRecord, to_plain
+
+#: A dataset row: a SweepRecord as plain data (`report.to_plain`).
+Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ def _worker_name() -> str:
         return socket.gethostname()
 
 
-def analyze_object(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> SweepRecord:
+def analyze_object(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> Row:
     """Analyse one core object for a sweep; every failure becomes the row's status."""
     collection = collection_for(obj, info.storage_options)
     scratch = tempfile.mkdtemp(prefix="triage-task-")
@@ -71,36 +78,36 @@ def analyze_object(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> SweepRecor
         outcome = _analyze(obj, fleet, info, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    report = outcome.report or CoreReport(
-        core=CoreFileInfo(path=obj.url, size=obj.size),
-        error=ErrorInfo(kind=outcome.status, message=outcome.message or outcome.status),
+    report = outcome.report or to_plain(
+        CoreReport(
+            core=CoreFileInfo(path=obj.url, size=obj.size),
+            error=ErrorInfo(kind=outcome.status, message=outcome.message or outcome.status),
+        )
     )
     _name_the_object(report, outcome, obj.url, scratch)
-    if report.core.size == 0:
-        report.core.size = obj.size
-    if report.threads:
-        report.signature = compute_signature(report, Rules.from_fleet(fleet))
-    return SweepRecord(
-        core_id=obj.core_id,
-        sweep_id=info.sweep_id,
-        sweep_date=info.sweep_date,
-        fleet=fleet.name,
-        status=outcome.status,
-        collection=collection,
-        report=report,
-        error_message=outcome.message,
-        analysis_seconds=round(outcome.seconds, 6),
-        worker=_worker_name(),
-    )
+    if not report["core"]["size"]:
+        report["core"]["size"] = obj.size
+    return {
+        "core_id": obj.core_id,
+        "sweep_id": info.sweep_id,
+        "sweep_date": info.sweep_date,
+        "fleet": fleet.name,
+        "status": outcome.status,
+        "collection": to_plain(collection),
+        "report": report,
+        "error_message": outcome.message,
+        "analysis_seconds": round(outcome.seconds, 6),
+        "worker": _worker_name(),
+    }
 
 
-def _name_the_object(report: CoreReport, outcome: Outcome, url: str, scratch: str) -> None:
+def _name_the_object(report: Row, outcome: Outcome, url: str, scratch: str) -> None:
     """Say the object's URL where the analysis saw the worker's scratch copy of it."""
-    local = report.core.path
-    report.core.path = url
+    local = report["core"]["path"]
+    report["core"]["path"] = url
     if local != url and local.startswith(scratch):
-        if report.error is not None:
-            report.error.message = report.error.message.replace(local, url)
+        if report["error"] is not None:
+            report["error"]["message"] = report["error"]["message"].replace(local, url)
         if outcome.message:
             outcome.message = outcome.message.replace(local, url)
 
@@ -121,16 +128,16 @@ def _analyze(obj: CoreObject, fleet: Fleet, info: SweepInfo, scratch: str) -> Ou
             executable=fleet.executable,
             lib_search_root=fleet.lib_search_root or None,
             lib_search_path=fleet.lib_search_path or None,
+            signature_frames=fleet.signature_frames,
+            signature_skip=fleet.signature_skip,
         )
 
 
-def lost_record(
-    obj: CoreObject, fleet: Fleet, info: SweepInfo, status: str, message: str
-) -> SweepRecord:
+def lost_record(obj: CoreObject, fleet: Fleet, info: SweepInfo, status: str, message: str) -> Row:
     """The row for a core whose task could not run at all (its workers kept dying)."""
     from triage.report import Collection
 
-    return SweepRecord(
+    record = SweepRecord(
         core_id=obj.core_id,
         sweep_id=info.sweep_id,
         sweep_date=info.sweep_date,
@@ -143,6 +150,7 @@ def lost_record(
         ),
         error_message=message,
     )
+    return to_plain(record)
 
 
 def _one_line(exc: BaseException) -> str:
