@@ -1,28 +1,35 @@
 """Sweep throughput against `pystack core` run two at a time, and worker memory.
 
-    python benchmarks/bench_sweep.py [--cores 100] [--write benchmarks/SWEEP.md]
+    python benchmarks/bench_sweep.py [--cores 100] [--runs 5] [--corpus DIR] [--write FILE]
 
 Makes a corpus of gcore cores (every installed CPython in turn, half of them compressed with
-zstd), then, in the same run:
+zstd), then, alternating the two sides `--runs` times in the same run:
 
-* `triage sweep CORPUS --output DATASET --workers 2` (the embedded cluster), wall clock;
+* `triage sweep CORPUS --output DATASET --workers 2` (the embedded cluster), wall clock of
+  the whole command;
 * `pystack core` on every core, two processes at a time (a .zst core is first decompressed
   with `zstd -d`, as pystack cannot read it), wall clock;
 * the peak resident memory of each Dask worker process together with its analysis child,
-  sampled every 100 ms during the sweep.
+  sampled every 100 ms during the sweep;
+
+and last, the same memory figure for a sweep of one big core (a process holding
+`--big-core-mb` MB, zstd-compressed), to show that it does not grow with the core.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -100,66 +107,146 @@ def pystack_two_at_a_time(cores: list[Path], scratch: Path) -> float:
     return time.perf_counter() - start
 
 
+@dataclass
+class SweepRun:
+    wall: float
+    peaks: dict[int, int]
+    summary: str
+
+    @property
+    def analysis_rate(self) -> float:
+        """Cores per second of the analysis phase, as the sweep's own summary says."""
+        match = re.search(r"([\d.]+) cores/s", self.summary)
+        return float(match.group(1)) if match else 0.0
+
+
+def triage_sweep(corpus: Path, out: Path) -> SweepRun:
+    """One `triage sweep` of the corpus on the embedded cluster, into a new dataset."""
+    shutil.rmtree(out, ignore_errors=True)
+    proc = subprocess.Popen(
+        [*TRIAGE, "sweep", str(corpus), "--output", str(out), "--workers", "2"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sampler = MemorySampler(proc.pid)
+    sampler.start()
+    start = time.perf_counter()
+    _, err = proc.communicate()
+    wall = time.perf_counter() - start
+    sampler.stop.set()
+    sampler.join()
+    summary = [line for line in err.splitlines() if " done: " in line]
+    if proc.returncode != 0 or not summary:
+        raise SystemExit(f"triage sweep failed (exit {proc.returncode}): {err.strip()[-500:]}")
+    return SweepRun(wall, sampler.peaks, summary[-1])
+
+
+BIG_PROGRAM = """
+import os, sys, time
+ballast = [os.urandom(1 << 20) for _ in range(int(sys.argv[1]) // 2)]  # incompressible half
+zeros = bytearray((int(sys.argv[1]) // 2) << 20)                          # and a compressible one
+for page in range(0, len(zeros), 4096):
+    zeros[page] = 1                                                        # really allocated
+print(os.getpid(), flush=True)
+time.sleep(600)
+"""
+
+
+def big_core(dest: Path, megabytes: int) -> Path:
+    """A zstd gcore core of a Python process holding `megabytes` MB of heap."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BIG_PROGRAM, str(megabytes)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        pid = int(proc.stdout.readline())
+        prefix = dest / "big"
+        subprocess.run(["gcore", "-o", str(prefix), str(pid)], capture_output=True, check=True)
+    finally:
+        proc.kill()
+        proc.wait()
+    core = Path(f"{prefix}.{pid}")
+    zst = Path(corefactory.compress(core, "zstd", dest / "core.big.zst"))
+    core.unlink()
+    return zst
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cores", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=5, help="runs of each side (default 5)")
+    parser.add_argument("--corpus", metavar="DIR", help="reuse (or make once) the corpus here")
+    parser.add_argument(
+        "--big-core-mb", type=int, default=1024, help="heap of the memory-bound core (0: none)"
+    )
     parser.add_argument("--write", metavar="FILE")
     args = parser.parse_args()
     compile_triage()
     with tempfile.TemporaryDirectory(prefix="triage-bench-sweep-") as tmp:
         scratch = Path(tmp)
-        corpus = scratch / "corpus"
-        corpus.mkdir()
+        corpus = Path(args.corpus) if args.corpus else scratch / "corpus"
+        corpus.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        cores = make_corpus(corpus, args.cores)
+        cores = sorted(p for p in corpus.iterdir() if p.name.startswith("core."))
+        if len(cores) != args.cores:
+            for p in cores:
+                p.unlink()
+            cores = make_corpus(corpus, args.cores)
         made = time.perf_counter() - t0
         size = sum(c.stat().st_size for c in cores)
-        out = scratch / "dataset"
-        proc = subprocess.Popen(
-            [
-                *TRIAGE,
-                "sweep",
-                str(corpus),
-                "--output",
-                str(out),
-                "--workers",
-                "2",
-            ],
-            env=ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        sampler = MemorySampler(proc.pid)
-        sampler.start()
-        start = time.perf_counter()
-        _, err = proc.communicate()
-        t_sweep = time.perf_counter() - start
-        sampler.stop.set()
-        sampler.join()
-        summary = [line for line in err.splitlines() if " done: " in line]
-        t_pystack = pystack_two_at_a_time(cores, scratch)
-    peak = max(sampler.peaks.values(), default=0)
+        sweeps: list[SweepRun] = []
+        pystacks: list[float] = []
+        for _ in range(args.runs):  # alternated, so that both sides see the same machine
+            sweeps.append(triage_sweep(corpus, scratch / "dataset"))
+            pystacks.append(pystack_two_at_a_time(cores, scratch))
+        big = None
+        if args.big_core_mb:
+            bigdir = scratch / "big"
+            bigdir.mkdir()
+            zst = big_core(bigdir, args.big_core_mb)
+            big = (zst.stat().st_size, triage_sweep(bigdir, scratch / "big-dataset"))
+    t_sweep = statistics.median(r.wall for r in sweeps)
+    t_pystack = statistics.median(pystacks)
+    ratios = [p / r.wall for r, p in zip(sweeps, pystacks, strict=True)]
+    peaks = [v for r in sweeps for v in r.peaks.values()]
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs: {len(cores)} gcore "
         f"cores of CPython 3.6-3.13 (half zstd), {size / 1e6:.0f} MB on disk "
-        f"(corpus made in {made:.0f} s).",
+        f"(corpus ready in {made:.0f} s); {args.runs} runs of each side, alternated.",
         "",
-        "| run | wall | cores/s |",
-        "|---|---|---|",
-        f"| triage sweep, embedded cluster, 2 workers (includes cluster start) | {t_sweep:.1f} s "
-        f"| {len(cores) / t_sweep:.2f} |",
-        f"| pystack core, 2 at a time (.zst decompressed first) | {t_pystack:.1f} s "
-        f"| {len(cores) / t_pystack:.2f} |",
+        "| run | wall (median) | runs | cores/s |",
+        "|---|---|---|---|",
+        f"| `triage sweep`, embedded cluster, 2 workers (whole command: start-up, cluster, "
+        f"analysis, Parquet, exit) | {t_sweep:.2f} s | "
+        + ", ".join(f"{r.wall:.2f}" for r in sweeps)
+        + f" | {len(cores) / t_sweep:.1f} |",
+        "| `pystack core` on each core, 2 at a time (a .zst decompressed first with `zstd -d`) "
+        f"| {t_pystack:.2f} s | "
+        + ", ".join(f"{t:.2f}" for t in pystacks)
+        + f" | {len(cores) / t_pystack:.1f} |",
         "",
-        f"Throughput ratio triage / pystack: **{t_pystack / t_sweep:.2f}x**",
+        f"Throughput ratio triage / pystack, median of the runs' ratios: "
+        f"**{statistics.median(ratios):.2f}x** (each run: "
+        + ", ".join(f"{x:.2f}x" for x in ratios)
+        + ")",
         "",
-        "Peak RSS per worker (worker process + its analysis child): "
-        + ", ".join(f"{v / 1e6:.0f} MB" for v in sampler.peaks.values())
-        + f" (max {peak / 1e6:.0f} MB)",
+        "Analysis phase alone (the sweep's own summary), median: "
+        f"{statistics.median(r.analysis_rate for r in sweeps):.1f} cores/s",
         "",
-        "Sweep summary: " + (summary[-1] if summary else err.strip()[-300:]),
+        f"Peak RSS per worker (worker process + its analysis child), over all runs: "
+        f"max {max(peaks, default=0) / 1e6:.0f} MB, median {statistics.median(peaks) / 1e6:.0f} MB",
     ]
+    if big is not None:
+        zsize, run = big
+        lines += [
+            "",
+            f"Memory bound: one gcore core of a process holding {args.big_core_mb} MB "
+            f"({zsize / 1e6:.0f} MB zstd): peak RSS per worker "
+            + ", ".join(f"{v / 1e6:.0f} MB" for v in run.peaks.values())
+            + f"; {run.summary.split('triage: ')[-1]}",
+        ]
+    lines += ["", "Last sweep's summary: " + sweeps[-1].summary.split("triage: ")[-1]]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
