@@ -196,13 +196,18 @@ def _key_text(objects: ObjectReader, key: int, flags: int) -> str | None:
 
 
 def _find_str(objects: ObjectReader, items: list[tuple[int, int]], key: str) -> int | None:
+    """The value under the str `key`; only keys of the right length are read in full (a
+    sys.modules of hundreds of names is searched by their headers)."""
     flag_cache: dict[int, int] = {}
+    lengths = {len(key), len(key.encode())}  # characters; bytes for a 2.7 str key
     for k, v in items:
         try:
             tp = objects.type_of(k)
             flags = flag_cache.get(tp)
             if flags is None:
                 flags = flag_cache[tp] = _flags(objects, tp)
+            if objects.text_length(k) not in lengths:
+                continue
             if _key_text(objects, k, flags) == key:
                 return v
         except AddressError:

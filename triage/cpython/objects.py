@@ -74,6 +74,14 @@ class ObjectReader:
             return self._bytes(obj, self.bytes_sval, limit).decode("utf-8", "surrogateescape")
         return self._unicode(obj, limit)
 
+    def text_length(self, obj: int) -> int:
+        """What `len(self.text(obj))` is for a str (3.x) or unicode (2.7), read from the
+        object's header alone; the byte length for bytes (a 2.7 str)."""
+        name = self.type_name(obj)
+        if self.py2:
+            return self.memory.i64(obj + self.u2_length) if name == "unicode" else self.size(obj)
+        return self.size(obj) if name == "bytes" else self.memory.i64(obj + self.u_length)
+
     def bytes_value(self, obj: int, limit: int = 1 << 24) -> bytes:
         """The contents of a bytes object (a str on 2.7)."""
         return self._bytes(obj, self.s_sval if self.py2 else self.bytes_sval, limit)
