@@ -296,10 +296,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _prepare_writer() -> None:
-    from triage.pipeline.schema import arrow_schema, sweep_adapter
+    import pyarrow.parquet  # noqa: F401 - imported here, off the path of the first write
+
+    from triage.pipeline.schema import arrow_schema
 
     arrow_schema()
-    sweep_adapter()
 
 
 def log(message: str) -> None:

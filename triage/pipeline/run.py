@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 from triage.pipeline.config import Fleet, SweepConfig
 from triage.pipeline.sources import CoreObject, list_sources
-from triage.pipeline.task import Row, SweepInfo, analyze_object, lost_record
+from triage.pipeline.task import Row, SweepInfo, lost_record, sweep_task
 
 
 class SweepError(Exception):
@@ -209,7 +210,10 @@ def execute(
     on_record: Callable[[Row], None] = lambda r: None,
 ) -> Summary:
     """Run every task of the plan with a bounded number in flight; write each row as it comes.
-    Results come back to this process as they complete (fetched by Dask in the background)."""
+
+    Dask's own cost is ~8 ms of CPU a task here (a third of a small core's), so tasks are
+    submitted and their results fetched in batches: whatever completed since the last look is
+    gathered in one call and replaced by as many new tasks in one `map`."""
     from distributed import as_completed
 
     started = time.perf_counter()
@@ -219,33 +223,41 @@ def execute(
     pending: dict[str, tuple[CoreObject, Fleet]] = {}
     queue = iter(plan_.todo)
 
-    def submit(pair: tuple[CoreObject, Fleet]) -> Any:
-        obj, fleet = pair
-        key = f"triage-core-{obj.core_id}"
-        pending[key] = pair
-        return client.submit(
-            analyze_object, obj, fleet, info, key=key, retries=config.execution.retries, pure=False
+    def submit(count: int) -> list[Any]:
+        pairs = list(islice(queue, count))
+        if not pairs:
+            return []
+        keys = [f"triage-core-{obj.core_id}" for obj, _ in pairs]
+        pending.update(zip(keys, pairs, strict=True))
+        return client.map(
+            sweep_task,
+            [obj for obj, _ in pairs],
+            [fleet for _, fleet in pairs],
+            [info] * len(pairs),
+            key=keys,
+            retries=config.execution.retries,
+            pure=False,
         )
 
-    futures = as_completed(
-        [submit(p) for p in islice(queue, in_flight)], with_results=True, raise_errors=False
-    )
-    for future, result in futures:
-        obj, fleet = pending.pop(future.key)
-        if future.status == "error":  # KilledWorker and the like: the row says so
-            exc = result[1]
-            status = "worker_lost" if type(exc).__name__ == "KilledWorker" else "task_error"
-            row = lost_record(obj, fleet, info, status, _one_line(exc))
-        else:
-            row = result
-        future.release()
-        sink.add(row)
-        summary.analysed += 1
-        summary.statuses[row["status"]] += 1
-        on_record(row)
-        nxt = next(queue, None)
-        if nxt is not None:
-            futures.add(submit(nxt))
+    futures = as_completed(submit(in_flight))
+    for batch in futures.batches():
+        done = [f for f in batch if f.status == "finished"]
+        rows = [json.loads(result) for result in client.gather(done)] if done else []
+        for future in batch:
+            if future.status != "finished":  # KilledWorker and the like: the row says so
+                obj, fleet = pending[future.key]
+                exc = future.exception()
+                status = "worker_lost" if type(exc).__name__ == "KilledWorker" else "task_error"
+                rows.append(lost_record(obj, fleet, info, status, _one_line(exc)))
+        for future in batch:
+            del pending[future.key]
+            future.release()
+        futures.update(submit(len(batch)))
+        for row in rows:
+            sink.add(row)
+            summary.analysed += 1
+            summary.statuses[row["status"]] += 1
+            on_record(row)
     sink.flush()
     summary.seconds = time.perf_counter() - started
     return summary

@@ -8,6 +8,7 @@ columns, so no report is validated or converted again between the child and the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -68,6 +69,12 @@ def _worker_name() -> str:
         return get_worker().address
     except (ImportError, ValueError):
         return socket.gethostname()
+
+
+def sweep_task(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> bytes:
+    """The Dask task of one core: its row as JSON. Dask handles bytes in O(1) where a nested
+    dict costs it a recursive size estimate and pickling (~3 ms a core, on the worker)."""
+    return json.dumps(analyze_object(obj, fleet, info), ensure_ascii=False).encode()
 
 
 def analyze_object(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> Row:
