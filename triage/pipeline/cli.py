@@ -271,7 +271,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         return 0
     # pyarrow and the Arrow schema are needed only when rows are written; import and build
-    # them while the cluster starts (mostly waiting on worker processes) instead of after.
+    # them while the cluster starts its workers (this process waits then), not before: the
+    # import of Dask here comes first, as it is what the cluster waits on.
+    import distributed  # noqa: F401
+
     threading.Thread(target=_prepare_writer, daemon=True).start()
     try:
         with dask_client(config) as client:
