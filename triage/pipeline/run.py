@@ -215,6 +215,12 @@ def dashboard_link(client: Any) -> str | None:
     return getattr(client, "dashboard_link", None) if "dashboard" in services else None
 
 
+#: How often a sweep looks at its completed tasks (see `execute`): 100 cores, 2 workers,
+#: A/B of 6 alternated runs: analysis phase 1.80 s when looking at each completion, 1.60 s
+#: when looking every 30 ms, 1.65 s with 100 ms and twice the window.
+BATCH_INTERVAL = 0.05
+
+
 def execute(
     client: Any,
     plan_: Plan,
@@ -226,14 +232,15 @@ def execute(
     """Run every task of the plan with a bounded number in flight; write each row as it comes.
 
     Dask's own cost is ~8 ms of CPU a task here (a third of a small core's), so tasks are
-    submitted and their results fetched in batches: whatever completed since the last look is
-    gathered in one call and replaced by as many new tasks in one `map`."""
+    submitted and their results fetched in batches: every BATCH_INTERVAL at most, whatever
+    completed since the last look is gathered in one call and replaced by as many new tasks
+    in one `map`. The window (8 tasks a worker) keeps every worker busy in between."""
     from distributed import as_completed
 
     started = time.perf_counter()
     summary = Summary(info.sweep_id, len(plan_.todo) + len(plan_.skipped), len(plan_.skipped))
     workers = max(1, len(client.scheduler_info().get("workers", {})) or config.execution.workers)
-    in_flight = config.execution.max_in_flight or 4 * workers
+    in_flight = config.execution.max_in_flight or 8 * workers
     pending: dict[str, tuple[CoreObject, Fleet]] = {}
     queue = iter(plan_.todo)
 
@@ -254,7 +261,11 @@ def execute(
         )
 
     futures = as_completed(submit(in_flight))
+    looked = 0.0
     for batch in futures.batches():
+        time.sleep(max(0.0, looked + BATCH_INTERVAL - time.monotonic()))  # let a batch gather
+        batch += futures.next_batch(block=False)
+        looked = time.monotonic()
         done = [f for f in batch if f.status == "finished"]
         rows = [json.loads(result) for result in client.gather(done)] if done else []
         for future in batch:
