@@ -208,3 +208,35 @@ def test_zstd_of_several_frames_and_a_skippable_frame(plain, triage_json, tmp_pa
     assert report["error"] is None
     assert report["core"]["compression"] == "zstd"
     assert comparable(report) == comparable(triage_json(plain.path))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("limit", [64 << 20, 1 << 20], ids=["in-memory", "spilled-to-file"])
+def test_decompressed_bytes_are_the_core(plain: CoreCase, compressed, fmt, limit) -> None:
+    """A core decompresses into anonymous memory when it fits the limit; a bigger one fills
+    the region, then continues into a temporary file. Both hold the core, byte for byte."""
+    import mmap
+
+    from triage.coredump.source import decompress_to_map, decompressor
+
+    original = Path(plain.path).read_bytes()
+    assert (1 << 20) < len(original) < (64 << 20)
+    with open(compressed[fmt], "rb") as f, decompressor(f, fmt) as src:
+        data = decompress_to_map(src, limit)
+    assert isinstance(data, mmap.mmap)
+    try:
+        assert len(data) == len(original)
+        assert data[:] == original
+    finally:
+        data.close()
+
+
+def test_empty_archive_decompresses_to_nothing(tmp_path) -> None:
+    from triage.coredump.source import decompress_to_map, decompressor
+
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    archive = compress(empty, "zstd", tmp_path / "empty.zst")
+    for limit in (64 << 20, 0):
+        with open(archive, "rb") as f, decompressor(f, "zstd") as src:
+            assert decompress_to_map(src, limit) is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import resource
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"\x04\x22\x4d\x18", "lz4"),
 )
 CHUNK = 1 << 20
+
+#: A compressed core that decompresses to at most this many bytes is held in anonymous memory
+#: (on transparent huge pages where the kernel offers them): 8 ms instead of 11-14 ms for a
+#: 14 MB core, which spent a third of its analysis writing a temporary file. Bigger cores
+#: continue into the file, so memory stays bounded whatever the core's size.
+IN_MEMORY_LIMIT = 64 << 20
 
 
 @dataclass
@@ -186,10 +193,8 @@ def open_core(path: str) -> Iterator[OpenedCore]:
 
 
 def _inflate(f: BinaryIO, compression: str, path: str) -> mmap.mmap:
-    """Stream-decompress into an already-unlinked temporary file and map it."""
-    import shutil
-    import tempfile
-
+    """Stream-decompress into memory (see IN_MEMORY_LIMIT), or into an already-unlinked
+    temporary file for bigger cores, and map it."""
     if compression == "zstd":
         problem = zstd_problem(f)
         if problem is not None:
@@ -198,23 +203,79 @@ def _inflate(f: BinaryIO, compression: str, path: str) -> mmap.mmap:
                 f"{path} is a damaged or truncated zstd archive ({problem}); "
                 f"recompress it from the original core",
             )
+    try:
+        with decompressor(f, compression) as src:
+            data = decompress_to_map(src)
+    except Exception as exc:  # each codec has its own error types (zstd: ZstdError)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise CoreFileError(
+                "decompression_failed", f"cannot decompress {path}: {exc.strerror}"
+            ) from None
+        raise CoreFileError(
+            "decompression_failed",
+            f"{path} is a damaged or truncated {compression} archive ({exc}); "
+            f"recompress it from the original core",
+        ) from None
+    if data is None:
+        raise CoreFileError("empty_file", f"{path} decompresses to nothing ({compression})")
+    return data
+
+
+def decompress_to_map(src: BinaryIO, limit: int = IN_MEMORY_LIMIT) -> mmap.mmap | None:
+    """All of `src` in anonymous memory if it fits in `limit` bytes, else in a temporary
+    file (what was read so far first), as a mapping; None if it holds nothing."""
+    region = _anonymous_region(limit)
+    size = 0
+    if region is not None:
+        view = memoryview(region)
+        try:
+            while size < len(region):
+                n = src.readinto(view[size : size + CHUNK])
+                if not n:
+                    break
+                size += n
+        finally:
+            view.release()
+        if size < len(region):
+            if not size:
+                region.close()
+                return None
+            region.resize(size)
+            return region
+    return _spill(src, region)
+
+
+def _anonymous_region(limit: int) -> mmap.mmap | None:
+    """A private anonymous mapping of `limit` bytes (of a quarter of the process's data limit
+    at most), asking for transparent huge pages; None if none can be had."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if soft != resource.RLIM_INFINITY:
+        limit = min(limit, soft // 4)
+    if limit < CHUNK:
+        return None
+    try:
+        region = mmap.mmap(-1, limit, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except OSError:
+        return None
+    with contextlib.suppress(OSError, AttributeError):  # no THP: still right, only slower
+        region.madvise(mmap.MADV_HUGEPAGE)
+    return region
+
+
+def _spill(src: BinaryIO, head: mmap.mmap | None) -> mmap.mmap | None:
+    """`head` (a full region, if any) and then the rest of `src`, in an already-unlinked
+    temporary file, mapped."""
+    import shutil
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix="triage-core-")
     os.unlink(tmp)
     with os.fdopen(fd, "w+b") as out:
-        try:
-            with decompressor(f, compression) as src:
-                shutil.copyfileobj(src, out, CHUNK)
-        except Exception as exc:  # each codec has its own error types (zstd: ZstdError)
-            if isinstance(exc, OSError) and exc.errno is not None:
-                raise CoreFileError(
-                    "decompression_failed", f"cannot decompress {path}: {exc.strerror}"
-                ) from None
-            raise CoreFileError(
-                "decompression_failed",
-                f"{path} is a damaged or truncated {compression} archive ({exc}); "
-                f"recompress it from the original core",
-            ) from None
+        if head is not None:
+            out.write(head)
+            head.close()
+        shutil.copyfileobj(src, out, CHUNK)
         out.flush()
         if out.tell() == 0:
-            raise CoreFileError("empty_file", f"{path} decompresses to nothing ({compression})")
+            return None
         return mmap.mmap(out.fileno(), 0, access=mmap.ACCESS_READ)
