@@ -53,8 +53,19 @@ def make_corpus(dest: Path, count: int) -> list[Path]:
     return cores
 
 
+def peak_rss(proc: psutil.Process) -> int:
+    """The process's peak resident set so far (the kernel's VmHWM), in bytes."""
+    with open(f"/proc/{proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return proc.memory_info().rss
+
+
 class MemorySampler(threading.Thread):
-    """Peak RSS of each dask worker process plus its children, while the sweep runs."""
+    """Peak RSS of each dask worker process plus its analysis children, while the sweep runs:
+    the sum of each one's high-water mark (VmHWM), read every 100 ms (an upper bound: the
+    two peaks need not coincide)."""
 
     def __init__(self, root_pid: int) -> None:
         super().__init__(daemon=True)
@@ -78,8 +89,8 @@ class MemorySampler(threading.Thread):
                     ]
                     if not isolates:
                         continue
-                    rss = proc.memory_info().rss + sum(c.memory_info().rss for c in isolates)
-                except psutil.Error:
+                    rss = peak_rss(proc) + sum(peak_rss(c) for c in isolates)
+                except (psutil.Error, OSError):
                     continue
                 self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0), rss)
 
@@ -120,8 +131,9 @@ class SweepRun:
         return float(match.group(1)) if match else 0.0
 
 
-def triage_sweep(corpus: Path, out: Path) -> SweepRun:
-    """One `triage sweep` of the corpus on the embedded cluster, into a new dataset."""
+def triage_sweep(corpus: Path, out: Path, sample_memory: bool = False) -> SweepRun:
+    """One `triage sweep` of the corpus on the embedded cluster, into a new dataset. Memory is
+    sampled only when asked: the sampler's own CPU would slow a timed run."""
     shutil.rmtree(out, ignore_errors=True)
     proc = subprocess.Popen(
         [*TRIAGE, "sweep", str(corpus), "--output", str(out), "--workers", "2"],
@@ -131,12 +143,14 @@ def triage_sweep(corpus: Path, out: Path) -> SweepRun:
         text=True,
     )
     sampler = MemorySampler(proc.pid)
-    sampler.start()
+    if sample_memory:
+        sampler.start()
     start = time.perf_counter()
     _, err = proc.communicate()
     wall = time.perf_counter() - start
-    sampler.stop.set()
-    sampler.join()
+    if sample_memory:
+        sampler.stop.set()
+        sampler.join()
     summary = [line for line in err.splitlines() if " done: " in line]
     if proc.returncode != 0 or not summary:
         raise SystemExit(f"triage sweep failed (exit {proc.returncode}): {err.strip()[-500:]}")
@@ -200,16 +214,17 @@ def main() -> int:
         for _ in range(args.runs):  # alternated, so that both sides see the same machine
             sweeps.append(triage_sweep(corpus, scratch / "dataset"))
             pystacks.append(pystack_two_at_a_time(cores, scratch))
+        sampled = triage_sweep(corpus, scratch / "dataset", sample_memory=True)
         big = None
         if args.big_core_mb:
             bigdir = scratch / "big"
             bigdir.mkdir()
             zst = big_core(bigdir, args.big_core_mb)
-            big = (zst.stat().st_size, triage_sweep(bigdir, scratch / "big-dataset"))
+            big = (zst.stat().st_size, triage_sweep(bigdir, scratch / "big-dataset", True))
     t_sweep = statistics.median(r.wall for r in sweeps)
     t_pystack = statistics.median(pystacks)
     ratios = [p / r.wall for r, p in zip(sweeps, pystacks, strict=True)]
-    peaks = [v for r in sweeps for v in r.peaks.values()]
+    peaks = list(sampled.peaks.values())
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs: {len(cores)} gcore "
         f"cores of CPython 3.6-3.13 (half zstd), {size / 1e6:.0f} MB on disk "
@@ -234,8 +249,10 @@ def main() -> int:
         "Analysis phase alone (the sweep's own summary), median: "
         f"{statistics.median(r.analysis_rate for r in sweeps):.1f} cores/s",
         "",
-        f"Peak RSS per worker (worker process + its analysis child), over all runs: "
-        f"max {max(peaks, default=0) / 1e6:.0f} MB, median {statistics.median(peaks) / 1e6:.0f} MB",
+        "Peak RSS per worker (worker process + its analysis child), sampled every 100 ms in "
+        "one more sweep of the corpus (not timed): "
+        + ", ".join(f"{v / 1e6:.0f} MB" for v in peaks)
+        + f" (max {max(peaks, default=0) / 1e6:.0f} MB)",
     ]
     if big is not None:
         zsize, run = big
