@@ -590,6 +590,39 @@ def make_gcore(
     )
 
 
+def make_deep_stacks_core(
+    interp: Interpreter, tmpdir: str | os.PathLike, threads: int, depth: int
+) -> Path:
+    """A gcore core of programs/deep_stacks.py: `threads` threads each `depth` Python calls
+    deep (3.11+: deeper stacks than that need C stack). Returns the core's path."""
+    if interp.version < (3, 11):
+        raise CoreUnavailable(f"deep Python stacks need 3.11+, not {interp.id}")
+    gcore = shutil.which("gcore")
+    if gcore is None:
+        raise CoreUnavailable("gcore (from gdb) is not installed")
+    tmpdir = Path(tmpdir)
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    argv = [interp.path, str(PROGRAMS_DIR / "deep_stacks.py"), str(threads), str(depth)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmpdir)
+    try:
+        ready = _read_ready_line(proc, argv)
+        wait_until_sleeping(ready["pid"], ready["tids"])
+        prefix = tmpdir / "core-deep"
+        result = subprocess.run(
+            [gcore, "-o", str(prefix), str(ready["pid"])],
+            capture_output=True,
+            text=True,
+            timeout=_GCORE_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        path = Path(f"{prefix}.{ready['pid']}")
+        if result.returncode != 0 or not path.exists():
+            raise CoreUnavailable(f"gcore failed: {(result.stderr or result.stdout)[-500:]}")
+    finally:
+        _kill(proc)
+    return path
+
+
 def _core_pattern() -> tuple[str, bool]:
     try:
         pattern = Path("/proc/sys/kernel/core_pattern").read_text().strip()

@@ -637,3 +637,26 @@ def test_not_python_text(scenario_cores: ScenarioCores, run_triage) -> None:
     assert len(lines) == 1, err
     assert lines[0].startswith("triage: error: no CPython found in the core")
     assert "Traceback" not in out
+
+
+def test_stack_deeper_than_the_frame_limit_says_so(cores, preferred_interp, tmp_path, triage_json):
+    """Runaway recursion: the newest MAX_FRAMES frames are shown, and a warning says the
+    stack goes deeper (never a silent cut)."""
+    import corefactory
+
+    from triage.cpython.frames import MAX_FRAMES
+
+    try:
+        path = corefactory.make_deep_stacks_core(preferred_interp, tmp_path, 1, MAX_FRAMES + 50)
+    except CoreUnavailable as exc:
+        pytest.skip(str(exc))
+    report = triage_json(str(path))
+    (thread,) = report["threads"]
+    frames = thread["frames"]
+    assert len(frames) == MAX_FRAMES
+    assert [f["function"] for f in frames[-2:]] == ["down", "bottom"]  # the newest kept
+    assert {f["function"] for f in frames[:-1]} == {"down"}
+    assert report["warnings"] == [
+        f"thread {thread['tid']}: the stack is deeper than {MAX_FRAMES} frames; "
+        f"only the newest {MAX_FRAMES} are shown"
+    ]

@@ -1365,6 +1365,61 @@ def test_time_limit_makes_timeout_rows(installed_cores, cluster, tmp_path):
     assert {r.status for r in rows} == {"ok"}
 
 
+DEEP_THREADS, DEEP_DEPTH = 4, 40_000
+
+
+@pytest.fixture(scope="module")
+def deep_core(tmp_path_factory: pytest.TempPathFactory, preferred_interp: Interpreter) -> Path:
+    """A gcore core of 4 threads each 40,000 Python calls deep: its analysis needs well over
+    64 MB of heap (160,000 frames), and well under the default 1 GB."""
+    directory = tmp_path_factory.mktemp("deep")
+    try:
+        return corefactory.make_deep_stacks_core(
+            preferred_interp, directory, DEEP_THREADS, DEEP_DEPTH
+        )
+    except CoreUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def test_memory_limit_makes_a_row_and_the_sweep_goes_on(deep_core: Path, installed_cores, tmp_path):
+    """The heap guard: a core whose analysis outgrows `memory_limit_mb` becomes a
+    `memory_limit` row; the worker and the other cores are unharmed; with the default limit
+    the same core is analysed in full."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    os.link(deep_core, corpus / "core-deep")
+    os.link(installed_cores[0].path, corpus / "core-small")
+    out = tmp_path / "dataset"
+    config = write_config(
+        tmp_path / "tight.toml", output=str(out), execution={"memory_limit_mb": 64, "workers": 1}
+    )
+    summary = triage_sweep(corpus, "--config", config).summary()
+    assert (summary["analysed"], summary["ok"], summary["kinds"]) == ("2", "1", "memory_limit 1")
+    by_name = {Path(r.collection.source_url).name: r for r in records(str(out))}
+    deep, small = by_name["core-deep"], by_name["core-small"]
+    assert (deep.status, deep.error_message) == (
+        "memory_limit",
+        "the analysis needed more than 64 MB of heap",
+    )
+    assert deep.report.threads == [] and deep.report.error.kind == "memory_limit"
+    assert small.status == "ok" and small.report.threads
+    assert deep.worker == small.worker  # one worker did both: it was not killed
+    # With the default limit (1024 MB) the same core is analysed, every frame of it.
+    summary = triage_sweep(corpus, "--output", out, "--workers", "1", "--reprocess").summary()
+    assert (summary["analysed"], summary["ok"]) == ("2", "2")
+    again = next(
+        r
+        for r in records(str(out))
+        if r.sweep_id == summary["id"] and r.collection.source_url.endswith("core-deep")
+    )
+    # down() x (DEPTH + 1) and bottom(), under <module> and main() in the main thread and
+    # under Thread._bootstrap, _bootstrap_inner and run in the others.
+    deep_frames = DEEP_DEPTH + 2
+    assert sorted(len(t.frames) for t in again.report.threads) == [deep_frames + 2] + [
+        deep_frames + 3
+    ] * (DEEP_THREADS - 1)
+
+
 # --------------------------------------------------------------------------------------------
 # 11. the ready-made configurations
 

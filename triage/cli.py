@@ -121,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+    except MemoryError:
+        _error_line(
+            "out of memory; give triage more memory (ulimit -v / -d) or analyse this core "
+            "on a bigger machine"
+        )
+        return EXIT_ERROR
 
 
 def run() -> NoReturn:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from triage.cpython.frames import PyFrame
+from triage.cpython.frames import MAX_FRAMES, PyFrame
 from triage.cpython.interpreter import PythonState, PyThread
 from triage.report import CoreReport, FrameReport, ThreadReport
 
@@ -57,5 +57,10 @@ def describe_python(report: CoreReport, state: PythonState) -> None:
         row.gc_collecting = thread.gc_collecting
         row.status = statuses(thread)
         row.frames = [frame_report(f) for f in reversed(thread.frames)]
+        if len(thread.frames) >= MAX_FRAMES:
+            report.warnings.append(
+                f"thread {thread.tid}: the stack is deeper than {MAX_FRAMES} frames; "
+                f"only the newest {MAX_FRAMES} are shown"
+            )
         if thread.error:
             report.warnings.append(f"thread {thread.tid}: {thread.error}")

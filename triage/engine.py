@@ -43,7 +43,8 @@ def analyze_core(
     exhaustive: bool = False,
     signature_rules: Rules | None = None,
 ) -> CoreReport:
-    """Analyse the core at `path`. Never raises for bad input: the report's `error` says why.
+    """Analyse the core at `path`. Never raises for bad input: the report's `error` says why
+    (only MemoryError passes through, when the process runs out of memory).
 
     `python=False` stops after the core-file information (no interpreter model);
     `exhaustive` lets the interpreter search scan all of memory when symbols do not help;
@@ -97,6 +98,8 @@ def analyze_core(
         if report.core.size == 0:
             size, compression = identify(path)
             report.core = CoreFileInfo(path=path, size=size, compression=compression or "none")
+    except MemoryError:
+        raise  # not a bug: the caller's memory guard (a sweep's child) says so
     except Exception as exc:  # a bug in triage: still one report, never a traceback
         report.error = ErrorInfo(
             kind="internal_error",

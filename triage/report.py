@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -215,7 +216,10 @@ def adapter(model: type = CoreReport) -> TypeAdapter[Any]:
 
 
 def to_json(report: CoreReport, *, indent: int | None = 2) -> str:
-    return adapter().dump_json(report, indent=indent).decode()
+    """The report as JSON text (what pydantic's dump_json gives, up to how a float is spelt),
+    without pydantic: an out-of-memory is then a MemoryError, not an abort in its Rust core."""
+    separators = (",", ":") if indent is None else None
+    return json.dumps(to_plain(report), indent=indent, ensure_ascii=False, separators=separators)
 
 
 def from_json(text: str | bytes) -> CoreReport:

@@ -73,7 +73,7 @@ class Execution(Model):
     """Heap (not mapped core file) one analysis may use before it becomes a
     `memory_limit` row."""
     max_in_flight: int | None = Field(default=None, ge=1)
-    """Tasks submitted but not finished at once (default: 4 per worker)."""
+    """Tasks submitted but not finished at once (default: 8 per worker)."""
     retries: int = Field(default=2, ge=0, le=10)
     """Times a task is retried when its worker dies."""
 

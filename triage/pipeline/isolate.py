@@ -147,18 +147,18 @@ def serve() -> None:
             rules = Rules(**request["rules"])
             report = analyze_core(request["path"], signature_rules=rules, **request["options"])
             status = report.error.kind if report.error else "ok"
-            answer = {
-                "status": status,
-                "report": to_plain(report),
-                "message": report.error.message if report.error else None,
-            }
+            message = report.error.message if report.error else None
+            answer = json.dumps({"status": status, "report": to_plain(report), "message": message})
         except MemoryError:
-            answer = {
-                "status": "memory_limit",
-                "report": None,
-                "message": f"the analysis needed more than {limit_mb} MB of heap",
-            }
-        sys.stdout.write(json.dumps(answer) + "\n")
+            report = answer = None  # let go of what filled the heap before saying so
+            answer = json.dumps(
+                {
+                    "status": "memory_limit",
+                    "report": None,
+                    "message": f"the analysis needed more than {limit_mb} MB of heap",
+                }
+            )
+        sys.stdout.write(answer + "\n")
         sys.stdout.flush()
 
 
