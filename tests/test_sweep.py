@@ -1210,6 +1210,49 @@ def test_sweep_killed_half_way_then_rerun(installed_cores, tmp_path):
     assert leftover == [], "processes of the killed sweep still running"
 
 
+def test_sweep_interrupted_keeps_its_rows(installed_cores, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it): the rows analysed
+    so far are written, the sweep says `interrupted` and nothing else (no Dask warnings from
+    the workers), exits 130, leaves no process behind; a rerun does the rest."""
+    corpus = make_corpus(tmp_path / "corpus", installed_cores, 400)  # ~60 cores/s a worker
+    out = tmp_path / "dataset"
+    argv = [sys.executable, "-m", "triage", "sweep", str(tmp_path / "corpus"), "-o", str(out)]
+    with subprocess.Popen(
+        [*argv, "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=sweep_env(),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    ) as client:
+        try:
+            assert client.stderr is not None
+            first = client.stderr.readline()  # "sweep ID: 400 cores to analyse, ..."
+            assert first.startswith("triage: sweep "), first
+            time.sleep(1.0)  # some cores analysed, not all
+            os.killpg(client.pid, signal.SIGINT)
+            rest = client.stderr.read()
+            rc = client.wait(timeout=60)
+            session = [p for p in psutil.process_iter(["pid"]) if _session(p) == client.pid]
+            _, alive = psutil.wait_procs(session, timeout=20)
+            leftover = [" ".join(p.cmdline()[:4]) for p in alive if p.is_running()]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(client.pid, signal.SIGKILL)
+    lines = [line for line in rest.splitlines() if not DASHBOARD.fullmatch(line)]
+    assert (rc, lines[-1]) == (130, "triage: interrupted"), rest
+    assert all(line.startswith("triage: ") for line in lines), rest
+    assert leftover == [], "processes of the interrupted sweep still running"
+    written = records(str(out))
+    assert 1 <= len(written) < len(corpus), "interrupted half-way"
+    assert {r.status for r in written} == {"ok"}
+    run = triage_sweep(tmp_path / "corpus", "-o", out, "--workers", "1")
+    assert run.summary()["analysed"] == str(len(corpus) - len(written))
+    check_exactly_once(out, corpus)
+
+
 def _session(proc: Any) -> int | None:
     try:
         return os.getsid(proc.pid)

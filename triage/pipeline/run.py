@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import secrets
 import time
 from collections import Counter
@@ -88,7 +89,12 @@ def plan(config: SweepConfig, *, reprocess: bool = False) -> Plan:
 
 
 #: What the embedded cluster's worker processes are forked from (see `start_worker_forkserver`).
-WORKER_PRELOAD = ("distributed", "triage.pipeline.task", "triage.pipeline.plugins")
+WORKER_PRELOAD = (
+    "distributed",
+    "triage.pipeline.task",
+    "triage.pipeline.plugins",
+    "triage.pipeline.embedded_worker",
+)
 
 
 def start_worker_forkserver() -> bool:
@@ -105,6 +111,10 @@ def start_worker_forkserver() -> bool:
     global _forkserver_started
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return False
+    # The workers log as Dask configures them when they import it; only errors, as this
+    # process does (see quiet_dask_logs): a Ctrl-C would otherwise print each worker's
+    # warnings about its cancelled task among the sweep's lines.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_PRELOAD))
     forkserver.ensure_running()
     _forkserver_started = True
