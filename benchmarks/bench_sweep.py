@@ -249,8 +249,8 @@ def main() -> int:
         "Analysis phase alone (the sweep's own summary), median: "
         f"{statistics.median(r.analysis_rate for r in sweeps):.1f} cores/s",
         "",
-        "Peak RSS per worker (worker process + its analysis child), sampled every 100 ms in "
-        "one more sweep of the corpus (not timed): "
+        "Peak RSS per worker (worker process + its analysis child: the sum of their kernel "
+        "high-water marks, VmHWM) in one more sweep of the corpus (not timed): "
         + ", ".join(f"{v / 1e6:.0f} MB" for v in peaks)
         + f" (max {max(peaks, default=0) / 1e6:.0f} MB)",
     ]
