@@ -539,8 +539,7 @@ def make_gcore(
     interp: Interpreter, tmpdir: str | os.PathLike, threads: int = 0, program: str = "sleep"
 ) -> CoreCase:
     """Run the target program, dump it with gcore once all threads sleep, kill it."""
-    gcore = shutil.which("gcore")
-    if gcore is None:
+    if shutil.which("gcore") is None:  # before starting a process for nothing
         raise CoreUnavailable("gcore (from gdb) is not installed")
     tmpdir = Path(tmpdir)
     tmpdir.mkdir(parents=True, exist_ok=True)
@@ -551,20 +550,7 @@ def make_gcore(
         pid = ready["pid"]
         wait_until_sleeping(pid, ready["tids"])
         maps = mapped_files(pid)
-        prefix = tmpdir / (f"core-{interp.id}-gcore")
-        result = subprocess.run(
-            [gcore, "-o", str(prefix), str(pid)],
-            capture_output=True,
-            text=True,
-            timeout=_GCORE_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        path = Path(f"{prefix}.{pid}")
-        if result.returncode != 0 or not path.exists():
-            said = (result.stderr or result.stdout).strip()[-500:]
-            raise CoreUnavailable(
-                f"gcore could not dump pid {pid} (exit {result.returncode}): {said}"
-            )
+        path = gcore(pid, tmpdir / (f"core-{interp.id}-gcore"))
     finally:
         _kill(proc)
     sig, code, origin = _EXPECTED["gcore"]
@@ -590,6 +576,25 @@ def make_gcore(
     )
 
 
+def gcore(pid: int, prefix: Path) -> Path:
+    """Dump a live process with gdb's gcore to PREFIX.PID; CoreUnavailable says why not."""
+    gcore_path = shutil.which("gcore")
+    if gcore_path is None:
+        raise CoreUnavailable("gcore (from gdb) is not installed")
+    result = subprocess.run(
+        [gcore_path, "-o", str(prefix), str(pid)],
+        capture_output=True,
+        text=True,
+        timeout=_GCORE_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    path = Path(f"{prefix}.{pid}")
+    if result.returncode != 0 or not path.exists():
+        said = (result.stderr or result.stdout).strip()[-500:]
+        raise CoreUnavailable(f"gcore could not dump pid {pid} (exit {result.returncode}): {said}")
+    return path
+
+
 def make_deep_stacks_core(
     interp: Interpreter, tmpdir: str | os.PathLike, threads: int, depth: int
 ) -> Path:
@@ -597,8 +602,7 @@ def make_deep_stacks_core(
     deep (3.11+: deeper stacks than that need C stack). Returns the core's path."""
     if interp.version < (3, 11):
         raise CoreUnavailable(f"deep Python stacks need 3.11+, not {interp.id}")
-    gcore = shutil.which("gcore")
-    if gcore is None:
+    if shutil.which("gcore") is None:  # before starting a process for nothing
         raise CoreUnavailable("gcore (from gdb) is not installed")
     tmpdir = Path(tmpdir)
     tmpdir.mkdir(parents=True, exist_ok=True)
@@ -607,17 +611,7 @@ def make_deep_stacks_core(
     try:
         ready = _read_ready_line(proc, argv)
         wait_until_sleeping(ready["pid"], ready["tids"])
-        prefix = tmpdir / "core-deep"
-        result = subprocess.run(
-            [gcore, "-o", str(prefix), str(ready["pid"])],
-            capture_output=True,
-            text=True,
-            timeout=_GCORE_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        path = Path(f"{prefix}.{ready['pid']}")
-        if result.returncode != 0 or not path.exists():
-            raise CoreUnavailable(f"gcore failed: {(result.stderr or result.stdout)[-500:]}")
+        path = gcore(ready["pid"], tmpdir / "core-deep")
     finally:
         _kill(proc)
     return path

@@ -194,23 +194,7 @@ def wait_busy(pid: int, tid: int, ticks: int = 5, timeout: float = 10.0) -> None
     raise RuntimeError(f"thread {tid} of pid {pid} did not start its busy loop")
 
 
-def gcore(pid: int, prefix: Path) -> Path:
-    """Dump a live process with gdb's gcore; the core is PREFIX.PID."""
-    gcore_path = shutil.which("gcore")
-    if gcore_path is None:
-        raise CoreUnavailable("gcore (from gdb) is not installed")
-    result = subprocess.run(
-        [gcore_path, "-o", str(prefix), str(pid)],
-        capture_output=True,
-        text=True,
-        timeout=corefactory._GCORE_TIMEOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    path = Path(f"{prefix}.{pid}")
-    if result.returncode != 0 or not path.exists():
-        said = (result.stderr or result.stdout).strip()[-500:]
-        raise CoreUnavailable(f"gcore could not dump pid {pid} (exit {result.returncode}): {said}")
-    return path
+gcore = corefactory.gcore
 
 
 def _prepare_unicode_module(interp: Interpreter, workdir: Path) -> Path:

@@ -469,14 +469,13 @@ def test_round_trip_through_parquet_is_exact(pa):
     assert [from_arrow_row(row) for row in table.to_pylist()] == records
 
 
-def test_round_trip_of_a_real_report(pa, cores, preferred_interp):
+def _real_record(case) -> SweepRecord:
+    """The row of a real core's report (analysed here, in-process)."""
     import triage
-    from triage.pipeline.schema import from_arrow_row, to_arrow
 
-    case = cores.gcore(preferred_interp, threads=1)
     report = triage.analyze_core(case.path)
-    assert report.error is None
-    record = SweepRecord(
+    assert report.error is None and report.signature is not None
+    return SweepRecord(
         core_id="real",
         sweep_id="s1",
         sweep_date="2026-11-25",
@@ -485,6 +484,13 @@ def test_round_trip_of_a_real_report(pa, cores, preferred_interp):
         collection=Collection(source_url=case.path, size=report.core.size),
         report=report,
     )
+
+
+def test_round_trip_of_a_real_report(pa, cores, preferred_interp):
+    from triage.pipeline.schema import from_arrow_row, to_arrow
+
+    case = cores.gcore(preferred_interp, threads=1)
+    record = _real_record(case)
     (row,) = to_arrow([record]).to_pylist()
     assert [t["tid"] for t in row["report"]["threads"]] == case.tids
     assert from_arrow_row(row) == record
@@ -514,21 +520,10 @@ def test_fault_address_above_2_63_fits(pa):
 def test_plain_rows_are_what_pydantic_dumps(cores, preferred_interp):
     """Sweep rows are built with `report.to_plain` (no pydantic in the analysis children and
     workers); they must be exactly pydantic's JSON-mode dump of the same records."""
-    import triage
     from triage.report import adapter, to_plain
 
-    case = cores.gcore(preferred_interp, threads=2)
-    report = triage.analyze_core(case.path)
-    assert report.error is None and report.signature is not None
-    real = SweepRecord(
-        core_id="real",
-        sweep_id="s1",
-        sweep_date="2026-11-25",
-        fleet="default",
-        status="ok",
-        collection=Collection(source_url=case.path, size=report.core.size),
-        report=report,
-    )
+    real = _real_record(cores.gcore(preferred_interp, threads=2))
+    report = real.report
     dump = adapter(SweepRecord).dump_python
     for record in (_record(), _error_record(), real):
         plain = to_plain(record)

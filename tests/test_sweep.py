@@ -1184,10 +1184,8 @@ def test_sweep_killed_half_way_then_rerun(installed_cores, tmp_path):
             wait_for_parquet(out, client)
             client.send_signal(signal.SIGKILL)
             client.wait()
-            session = [p for p in psutil.process_iter(["pid"]) if _session(p) == client.pid]
             # Its cluster's workers and their analysis children go away with it.
-            _, alive = psutil.wait_procs(session, timeout=20)
-            leftover = [" ".join(p.cmdline()[:4]) for p in alive if p.is_running()]
+            leftover = _leftover_processes(client.pid)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(client.pid, signal.SIGKILL)  # our own session: nothing else in it
@@ -1235,9 +1233,7 @@ def test_sweep_interrupted_keeps_its_rows(installed_cores, tmp_path):
             os.killpg(client.pid, signal.SIGINT)
             rest = client.stderr.read()
             rc = client.wait(timeout=60)
-            session = [p for p in psutil.process_iter(["pid"]) if _session(p) == client.pid]
-            _, alive = psutil.wait_procs(session, timeout=20)
-            leftover = [" ".join(p.cmdline()[:4]) for p in alive if p.is_running()]
+            leftover = _leftover_processes(client.pid)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(client.pid, signal.SIGKILL)
@@ -1251,6 +1247,14 @@ def test_sweep_interrupted_keeps_its_rows(installed_cores, tmp_path):
     run = triage_sweep(tmp_path / "corpus", "-o", out, "--workers", "1")
     assert run.summary()["analysed"] == str(len(corpus) - len(written))
     check_exactly_once(out, corpus)
+
+
+def _leftover_processes(session_id: int) -> list[str]:
+    """The processes of a sweep's session (it was started in one of its own) still running
+    20 s after the sweep's own process ended."""
+    session = [p for p in psutil.process_iter(["pid"]) if _session(p) == session_id]
+    _, alive = psutil.wait_procs(session, timeout=20)
+    return [" ".join(p.cmdline()[:4]) for p in alive if p.is_running()]
 
 
 def _session(proc: Any) -> int | None:
