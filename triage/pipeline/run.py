@@ -276,18 +276,14 @@ def execute(
         time.sleep(max(0.0, looked + BATCH_INTERVAL - time.monotonic()))  # let a batch gather
         batch += futures.next_batch(block=False)
         looked = time.monotonic()
-        done = [f for f in batch if f.status == "finished"]
-        rows = [json.loads(result) for result in client.gather(done)] if done else []
-        for future in batch:
-            if future.status != "finished":  # KilledWorker and the like: the row says so
-                obj, fleet = pending[future.key]
-                exc = future.exception()
-                status = "worker_lost" if type(exc).__name__ == "KilledWorker" else "task_error"
-                rows.append(lost_record(obj, fleet, info, status, _one_line(exc)))
-        for future in batch:
+        settled = [f for f in batch if f.status in SETTLED]
+        # A result lost with a dead worker since it completed: Dask computes it again.
+        futures.update(f for f in batch if f.status not in SETTLED)
+        rows = _rows(client, settled, pending, info)
+        for future in settled:
             del pending[future.key]
             future.release()
-        futures.update(submit(len(batch)))
+        futures.update(submit(len(settled)))
         for row in rows:
             sink.add(row)
             summary.analysed += 1
@@ -296,6 +292,33 @@ def execute(
     sink.flush()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+#: Future states that are final (a "lost" or "pending" one will complete again).
+SETTLED = frozenset({"finished", "error", "cancelled"})
+
+
+def _rows(
+    client: Any, futures: list[Any], pending: dict[str, tuple[CoreObject, Fleet]], info: SweepInfo
+) -> list[Row]:
+    """The rows of settled futures: their results, gathered in one call; one at a time if
+    that fails (a result lost again, and not computable); an error row for a task that failed
+    (KilledWorker: its workers kept dying)."""
+    finished = [f for f in futures if f.status == "finished"]
+    try:
+        results = dict(zip([f.key for f in finished], client.gather(finished), strict=True))
+    except Exception:
+        results = {}
+    rows = []
+    for future in futures:
+        try:
+            result = results[future.key] if future.key in results else future.result()
+            rows.append(json.loads(result))
+        except Exception as exc:
+            obj, fleet = pending[future.key]
+            status = "worker_lost" if type(exc).__name__ == "KilledWorker" else "task_error"
+            rows.append(lost_record(obj, fleet, info, status, _one_line(exc)))
+    return rows
 
 
 def _one_line(exc: BaseException) -> str:
