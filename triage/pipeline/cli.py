@@ -237,6 +237,13 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if not args.dry_run and not args.scheduler:
+        from triage.pipeline import forkserver
+
+        # First of all: it imports for the embedded cluster's workers while this process
+        # imports its own modules and lists the sources (needless, and harmless, when the
+        # configuration file names a scheduler).
+        forkserver.start()
     from triage.pipeline.config import ConfigError
     from triage.pipeline.run import (
         SweepError,
@@ -245,13 +252,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         execute,
         new_sweep_info,
         plan,
-        start_worker_forkserver,
     )
 
     try:
         config = build_config(args)
-        if not args.dry_run and not config.execution.scheduler:
-            start_worker_forkserver()  # imports for the workers while the sources are listed
         the_plan = plan(config, reprocess=args.reprocess)
     except (ConfigError, SweepError) as exc:
         return fail(str(exc))

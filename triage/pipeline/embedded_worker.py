@@ -1,4 +1,4 @@
-"""Imported by the embedded cluster's forkserver (`run.WORKER_PRELOAD`), and only there: the
+"""Imported by the embedded cluster's forkserver (`forkserver.WORKER_PRELOAD`), only there: the
 worker processes forked from it ignore SIGINT.
 
 A Ctrl-C on a terminal goes to the whole process group. The sweep's own process handles it:

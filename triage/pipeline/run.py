@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import secrets
 import time
 from collections import Counter
@@ -16,6 +15,7 @@ from datetime import datetime, timezone
 from itertools import islice
 from typing import Any
 
+from triage.pipeline import forkserver
 from triage.pipeline.config import Fleet, SweepConfig
 from triage.pipeline.sources import CoreObject, list_sources
 from triage.pipeline.task import Row, SweepInfo, lost_record, sweep_task
@@ -88,42 +88,6 @@ def plan(config: SweepConfig, *, reprocess: bool = False) -> Plan:
     return Plan(todo, skipped)
 
 
-#: What the embedded cluster's worker processes are forked from (see `start_worker_forkserver`).
-WORKER_PRELOAD = (
-    "distributed",
-    "triage.pipeline.task",
-    "triage.pipeline.plugins",
-    "triage.pipeline.embedded_worker",
-)
-
-
-def start_worker_forkserver() -> bool:
-    """Start, now, the process the embedded cluster's workers will be forked from.
-
-    Dask starts worker processes with `spawn` by default: each new worker is a fresh
-    interpreter that imports Dask and the task code again (0.5-1 s each here). A forkserver
-    started at the beginning of the command imports them once, on another core, while this
-    process imports its own and lists the sources; every worker (and every replacement of a
-    worker that died) is then forked from it, ready. False where there is no forkserver."""
-    import multiprocessing
-    from multiprocessing import forkserver
-
-    global _forkserver_started
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return False
-    # The workers log as Dask configures them when they import it; only errors, as this
-    # process does (see quiet_dask_logs): a Ctrl-C would otherwise print each worker's
-    # warnings about its cancelled task among the sweep's lines.
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
-    multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_PRELOAD))
-    forkserver.ensure_running()
-    _forkserver_started = True
-    return True
-
-
-_forkserver_started = False
-
-
 @contextlib.contextmanager
 def dask_client(config: SweepConfig) -> Iterator[Any]:
     """A client of the configured scheduler, or of an embedded LocalCluster whose workers
@@ -187,12 +151,12 @@ EMBEDDED_CLUSTER_CONFIG = {
 def _embedded_cluster_config() -> dict[str, Any]:
     """Dask settings of the embedded cluster: EMBEDDED_CLUSTER_CONFIG, and workers forked from
     our forkserver if it runs."""
-    if not _forkserver_started:  # Dask's default (spawn)
+    if not forkserver.started():  # Dask's default (spawn)
         return dict(EMBEDDED_CLUSTER_CONFIG)
     import distributed.utils
 
     # Dask would otherwise import numpy, pandas, ... here to preload a forkserver that is
-    # already running (with WORKER_PRELOAD); harmless if a later Dask drops the flag.
+    # already running (with forkserver.WORKER_PRELOAD); harmless if a later Dask drops the flag.
     distributed.utils._forkserver_preload_set = True
     return {**EMBEDDED_CLUSTER_CONFIG, "distributed.worker.multiprocessing-method": "forkserver"}
 
