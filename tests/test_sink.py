@@ -569,3 +569,66 @@ def test_every_fleet_name_the_config_allows_is_a_partition(sweep, tmp_path):
         f"SELECT core_id, fleet FROM read_parquet('{root}/**/*.parquet', hive_partitioning = true)"
     ).fetchall()
     assert sorted(rows) == sorted((name, name) for name in names)
+
+
+def _without(field: Any, path: list[str]) -> Any:
+    """`field` with the (possibly nested, through lists) member at `path` removed."""
+    kind = field.type
+    if pa.types.is_list(kind):
+        return field.with_type(pa.list_(_without(kind.value_field, path)))
+    members = [kind.field(i) for i in range(kind.num_fields)]
+    kept = [
+        member if member.name != path[0] else _without(member, path[1:])
+        for member in members
+        if not (member.name == path[0] and len(path) == 1)
+    ]
+    return field.with_type(pa.struct(kept))
+
+
+def test_files_of_an_older_schema_still_read(sweep, tmp_path):
+    """A dataset outlives triage versions: a file written before a column (here `worker`) and
+    a nested field (each frame's `column`) were added reads beside new files, with nulls
+    for what it lacks, in every reader: the rerun check, the records, DuckDB's groups."""
+    from triage.pipeline.groups import compute_groups
+    from triage.pipeline.schema import arrow_schema
+
+    root = tmp_path / "dataset"
+    new, old = sweep.records[:3], [replace(r, sweep_id="sweep-old") for r in sweep.records[3:]]
+    old += [replace(sweep.records[0], core_id="ok-old-schema", sweep_id="sweep-old")]
+    _write(str(root), new)
+    schema = pa.schema(
+        [
+            _without(f, ["threads", "frames", "column"]) if f.name == "report" else f
+            for f in arrow_schema()
+            if f.name != "worker"
+        ]
+    )
+    rows = [record_to_dict(r) for r in old]
+    for row in rows:
+        del row["worker"]
+        for thread in row["report"]["threads"]:
+            for frame in thread["frames"]:
+                del frame["column"]
+    directory = root / "fleet=web" / f"sweep_date={DAY}"
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=schema), directory / "part-sweep-old-0.parquet"
+    )
+
+    everything = [*new, *old]
+    assert existing_ids(str(root)) == {r.core_id for r in everything}
+    back = {(r.core_id, r.sweep_id): r for r in read_records(str(root))}
+    assert set(back) == {(r.core_id, r.sweep_id) for r in everything}
+    for record in new:
+        assert back[record.core_id, record.sweep_id] == record
+    aged = back["ok-old-schema", "sweep-old"]
+    assert aged.worker is None
+    frames = [f for t in aged.report.threads for f in t.frames]
+    assert frames and all(f.column is None for f in frames)
+    original = sweep.records[0]
+    assert [(f.function, f.line) for t in aged.report.threads for f in t.frames] == [
+        (f.function, f.line) for t in original.report.threads for f in t.frames
+    ]
+    groups = compute_groups(str(root))
+    assert sum(g.cores for g in groups.groups) == len(
+        {r.core_id for r in everything if r.report.signature}
+    )
