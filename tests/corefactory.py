@@ -595,6 +595,24 @@ def gcore(pid: int, prefix: Path) -> Path:
     return path
 
 
+def gcore_program(interp: Interpreter, tmpdir: str | os.PathLike, program: str, *args: str) -> Path:
+    """A gcore core of programs/PROGRAM run with `args`, taken once it has printed its ready
+    line ({"pid": ..., "tids": [...]}) and every thread it names is asleep."""
+    if shutil.which("gcore") is None:  # before starting a process for nothing
+        raise CoreUnavailable("gcore (from gdb) is not installed")
+    tmpdir = Path(tmpdir)
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    argv = [interp.path, str(PROGRAMS_DIR / program), *args]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmpdir)
+    try:
+        ready = _read_ready_line(proc, argv)
+        wait_until_sleeping(ready["pid"], ready["tids"])
+        path = gcore(ready["pid"], tmpdir / f"core-{Path(program).stem}")
+    finally:
+        _kill(proc)
+    return path
+
+
 def make_deep_stacks_core(
     interp: Interpreter, tmpdir: str | os.PathLike, threads: int, depth: int
 ) -> Path:
@@ -602,19 +620,7 @@ def make_deep_stacks_core(
     deep (3.11+: deeper stacks than that need C stack). Returns the core's path."""
     if interp.version < (3, 11):
         raise CoreUnavailable(f"deep Python stacks need 3.11+, not {interp.id}")
-    if shutil.which("gcore") is None:  # before starting a process for nothing
-        raise CoreUnavailable("gcore (from gdb) is not installed")
-    tmpdir = Path(tmpdir)
-    tmpdir.mkdir(parents=True, exist_ok=True)
-    argv = [interp.path, str(PROGRAMS_DIR / "deep_stacks.py"), str(threads), str(depth)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmpdir)
-    try:
-        ready = _read_ready_line(proc, argv)
-        wait_until_sleeping(ready["pid"], ready["tids"])
-        path = gcore(ready["pid"], tmpdir / "core-deep")
-    finally:
-        _kill(proc)
-    return path
+    return gcore_program(interp, tmpdir, "deep_stacks.py", str(threads), str(depth))
 
 
 def _core_pattern() -> tuple[str, bool]:

@@ -180,6 +180,15 @@ def test_nested_containers(pa):
         "column",
         "end_line",
         "end_column",
+        "locals",
+    ]
+    # --locals: a nullable list (None when not asked for) of (name, kind, value).
+    variables = _field(schema, "report.threads.frames.locals")
+    assert variables.nullable is True and pa.types.is_list(variables.type)
+    assert [(f.name, f.type, f.nullable) for f in variables.type.value_type] == [
+        ("name", pa.string(), False),
+        ("kind", pa.string(), False),
+        ("value", pa.string(), False),
     ]
     # Optional structs are nullable structs; their own fields keep their nullability.
     signal = _field(schema, "report.signal")

@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="when symbols do not lead to the interpreter, search all of the core's memory",
     )
     core.add_argument(
+        "--locals",
+        action="store_true",
+        help="show the arguments and local variables of every Python frame",
+    )
+    core.add_argument(
         "--header-only",
         action="store_true",
         help="only the core file information (process, signal, libraries): no stacks",
@@ -87,6 +92,7 @@ def cmd_core(args: argparse.Namespace) -> int:
         lib_search_root=args.lib_search_root,
         python=not args.header_only,
         exhaustive=args.exhaustive,
+        locals=args.locals,
     )
     if args.format == "json":
         from triage.report import to_json

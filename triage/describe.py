@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from triage.cpython.frames import MAX_FRAMES, PyFrame
 from triage.cpython.interpreter import PythonState, PyThread
-from triage.report import CoreReport, FrameReport, ThreadReport
+from triage.report import CoreReport, FrameReport, LocalVariable, ThreadReport
 
 STATUS_TERMINATED = "Thread terminated"
 STATUS_GIL = "Has the GIL"
@@ -22,6 +22,9 @@ def frame_report(frame: PyFrame) -> FrameReport:
         column=frame.column,
         end_line=frame.end_line,
         end_column=frame.end_column,
+        locals=None
+        if frame.variables is None
+        else [LocalVariable(v.name, v.kind, v.value) for v in frame.variables],  # type: ignore[arg-type]
     )
 
 

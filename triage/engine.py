@@ -42,13 +42,15 @@ def analyze_core(
     python: bool = True,
     exhaustive: bool = False,
     signature_rules: Rules | None = None,
+    locals: bool = False,
 ) -> CoreReport:
     """Analyse the core at `path`. Never raises for bad input: the report's `error` says why
     (only MemoryError passes through, when the process runs out of memory).
 
     `python=False` stops after the core-file information (no interpreter model);
     `exhaustive` lets the interpreter search scan all of memory when symbols do not help;
-    `signature_rules` are the fleet's (default: `Rules()`).
+    `signature_rules` are the fleet's (default: `Rules()`); `locals` reads every Python
+    frame's arguments and local variables too.
     """
     started = time.perf_counter()
     report = CoreReport(core=CoreFileInfo(path=path, size=0), triage_version=__version__)
@@ -89,6 +91,7 @@ def analyze_core(
                             if lib.build_id and lib.build_id_matches
                         },
                         exhaustive=exhaustive,
+                        variables=locals,
                     )
                     describe_python(report, state)
             finally:

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import TextIO
 
-from triage.report import CoreReport, ThreadReport
+from triage.report import CoreReport, FrameReport, ThreadReport
 
 BOLD, RED, GREEN, YELLOW, CYAN = "\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m"
 RESET = "\x1b[0m"
@@ -105,6 +105,22 @@ def render_thread(thread: ThreadReport, paint: Painter, sources: SourceCache) ->
         source = sources.line(frame.file, frame.line)
         if source:
             lines.append(f"        {source}")
+        lines += render_locals(frame, paint)
+    return lines
+
+
+def render_locals(frame: FrameReport, paint: Painter) -> list[str]:
+    """The frame's arguments, then its other variables (with --locals), as PyStack lays
+    them out."""
+    if not frame.locals:
+        return []
+    lines = []
+    arguments = [v for v in frame.locals if v.kind == "argument"]
+    others = [v for v in frame.locals if v.kind != "argument"]
+    for title, group in (("Arguments:", arguments), ("Locals:", others)):
+        if group:
+            lines.append(f"      {paint(title, BOLD)}")
+            lines += [f"        {v.name}: {v.value}" for v in group]
     return lines
 
 

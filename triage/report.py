@@ -89,6 +89,19 @@ class SignalInfo:
 
 
 @model
+class LocalVariable:
+    """An argument or local variable of a Python frame (with --locals)."""
+
+    name: str
+    kind: Literal["argument", "local", "cell", "free"]
+    """"cell": a local that closures share; "free": a variable of an enclosing function."""
+    value: str
+    """A short repr: None, bools, numbers, str and bytes as Python shows them (cut at 120
+    characters), lists, tuples and dicts by their first 5 items, other objects as
+    `<TYPE object at 0xADDRESS>`."""
+
+
+@model
 class FrameReport:
     """One frame of a thread's stack."""
 
@@ -103,6 +116,8 @@ class FrameReport:
     """0-based start column (3.11+), as CPython records it."""
     end_line: int | None = None
     end_column: int | None = None
+    locals: list[LocalVariable] | None = None
+    """Arguments and local variables (Python frames, with --locals); None when not asked."""
 
 
 @model

@@ -14,6 +14,7 @@ from triage.cpython.code import CodeInfo, CodeReader
 from triage.cpython.layout import Layout
 from triage.cpython.objects import ObjectReader
 from triage.cpython.qualnames import QualnameFinder
+from triage.cpython.variables import Variable
 from triage.errors import AddressError
 
 MAX_FRAMES = 100_000
@@ -33,6 +34,8 @@ class PyFrame:
     """The first Python frame run by a C call of the eval loop (native merging uses it)."""
     qualname: str | None = None
     """co_qualname (3.11+), or `Class.method` found through the frame's first argument."""
+    variables: list[Variable] | None = None
+    """Arguments and locals, when asked for (`read_python(variables=True)`)."""
 
 
 class FrameWalker:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from triage.cpython.runtime import (
     runtime_address,
 )
 from triage.cpython.thread_names import thread_names
+from triage.cpython.variables import VariableReader
 from triage.cpython.version import PythonVersion
 from triage.errors import AddressError
 
@@ -69,6 +71,7 @@ class Interpreter:
         self.objects = ObjectReader(memory, layout)
         self.codes = CodeReader(self.objects)
         self.walker = FrameWalker(self.objects, self.codes)
+        self._variables: VariableReader | None = None
         lay = layout
         interp, ts = "PyInterpreterState", "PyThreadState"
         self.i_next = lay.offset(interp, "next")
@@ -220,6 +223,12 @@ class Interpreter:
             return False
         return False
 
+    def variables(self) -> VariableReader:
+        """The reader of frame variables (made on first use: only --locals needs it)."""
+        if self._variables is None:
+            self._variables = VariableReader(self.objects)
+        return self._variables
+
     def finalizing(self) -> bool:
         lay, mem = self.layout, self.memory
         try:
@@ -263,10 +272,12 @@ def read_python(
     *,
     build_ids: dict[str, str] | None = None,
     exhaustive: bool = False,
+    variables: bool = False,
 ) -> PythonState:
     """Read every interpreter and thread; raises PythonNotFound when there is no Python.
 
-    `files` maps recorded paths to local files; `build_ids` their verified build-ids (caching).
+    `files` maps recorded paths to local files; `build_ids` their verified build-ids (caching);
+    `variables`: read each frame's arguments and locals too.
     """
     binary = find_python_binary(images, files, executable_mapping, build_ids)
     if binary is None:
@@ -310,6 +321,8 @@ def read_python(
                 thread.frames = interp.walker.frames(ts)
             except AddressError as exc:
                 thread.error = f"stack unreadable: {exc.message}"
+            if variables:
+                _read_variables(interp, thread)
             pending.append(thread)
     if interp.t_native is None:
         offset = pthread_tid_offset(memory, [t.thread_id for t in pending], tidset)
@@ -328,3 +341,14 @@ def read_python(
             "The interpreter was shutting down when the core was made; stacks may be empty"
         )
     return state
+
+
+def _read_variables(interp: Interpreter, thread: PyThread) -> None:
+    """Fill each frame's variables; a frame whose slots cannot be read gets none (empty)."""
+    reader = interp.variables()
+    for i, frame in enumerate(thread.frames):
+        try:
+            found = reader.variables(frame.address, frame.code)
+        except (AddressError, ValueError):
+            found = []
+        thread.frames[i] = dataclasses.replace(frame, variables=found)

@@ -1,0 +1,178 @@
+"""Arguments and local variables of a Python frame, with a short repr of each value.
+
+Where a frame keeps them (from the layout, not the version number):
+
+* `PyFrameObject.f_localsplus` (2.7-3.10): the code object's `co_varnames` (its first
+  `co_argcount` [+ `co_kwonlyargcount`] [+ *args] [+ **kwargs] are the arguments), then
+  `co_cellvars` and `co_freevars`, whose slots hold cell objects;
+* `_PyInterpreterFrame.localsplus` (3.11+): `co_localsplusnames`, with one kind byte each in
+  `co_localspluskinds` (local, cell, free; hidden: a comprehension's inlined locals, 3.12+).
+
+Values are shown as Python would show them for None, bools, ints, floats, str and bytes
+(cut at MAX_REPR characters), lists, tuples and dicts (their first MAX_ITEMS items, one
+level deep); any other object as `<TYPE object at 0xADDRESS>`. An unset slot (a local not
+yet assigned) is left out.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from triage.cpython.code import CodeInfo
+from triage.cpython.containers import UnexpectedObject, dict_items, int_value
+from triage.cpython.objects import ObjectReader
+from triage.errors import AddressError
+
+MAX_REPR = 120
+MAX_ITEMS = 5
+
+CO_VARARGS, CO_VARKEYWORDS = 0x04, 0x08
+CO_FAST_HIDDEN, CO_FAST_LOCAL, CO_FAST_CELL, CO_FAST_FREE = 0x10, 0x20, 0x40, 0x80
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One argument or local variable of a frame."""
+
+    name: str
+    kind: str
+    """"argument", "local", "cell" (a local closures share) or "free" (one from outside)."""
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Slots:
+    """What a code object says of its frame's variable slots."""
+
+    names: list[str]
+    kinds: list[str]
+    hidden: frozenset[int]
+
+
+class VariableReader:
+    """Reads the variables of frames (one reader per interpreter)."""
+
+    def __init__(self, objects: ObjectReader) -> None:
+        self.objects = objects
+        self.memory = objects.memory
+        lay = objects.layout
+        co = "PyCodeObject"
+        self.co_argcount = lay.offset(co, "co_argcount")
+        self.co_kwonlyargcount = (
+            lay.offset(co, "co_kwonlyargcount") if lay.has(co, "co_kwonlyargcount") else None
+        )
+        self.co_flags = lay.offset(co, "co_flags")
+        if lay.has("_PyInterpreterFrame", "localsplus"):
+            self.slots_at = lay.offset("_PyInterpreterFrame", "localsplus")
+            self.co_names = lay.offset(co, "co_localsplusnames")
+            self.co_kinds = lay.offset(co, "co_localspluskinds")
+            self.split = None
+        else:
+            self.slots_at = lay.offset("PyFrameObject", "f_localsplus")
+            self.split = (
+                lay.offset(co, "co_varnames"),
+                lay.offset(co, "co_cellvars"),
+                lay.offset(co, "co_freevars"),
+            )
+        self.cell_ref = lay.offset("PyCellObject", "ob_ref")
+        self.float_value = lay.offset("PyFloatObject", "ob_fval")
+        self.list_items = lay.offset("PyListObject", "ob_item")
+        self._slots: dict[int, _Slots] = {}
+
+    def variables(self, frame: int, code: CodeInfo) -> list[Variable]:
+        """The frame's arguments and locals, in slot order; unset ones left out."""
+        slots = self._slots.get(code.address)
+        if slots is None:
+            slots = self._slots[code.address] = self._read_slots(code.address)
+        raw = self.memory.read(frame + self.slots_at, 8 * len(slots.names))
+        out = []
+        for i, (name, kind) in enumerate(zip(slots.names, slots.kinds, strict=True)):
+            value = int.from_bytes(raw[8 * i : 8 * i + 8], "little")
+            if not value or i in slots.hidden:
+                continue
+            try:
+                if kind in ("cell", "free") and self.objects.type_name(value) == "cell":
+                    value = self.memory.u64(value + self.cell_ref)
+                    if not value:
+                        continue
+                shown = self.repr(value)
+            except (AddressError, ValueError) as exc:
+                shown = f"<unreadable: {exc}>"
+            out.append(Variable(name, kind, shown))
+        return out
+
+    def _read_slots(self, code: int) -> _Slots:
+        mem, objs = self.memory, self.objects
+        arguments = mem.i32(code + self.co_argcount)
+        if self.co_kwonlyargcount is not None:
+            arguments += mem.i32(code + self.co_kwonlyargcount)
+        flags = mem.i32(code + self.co_flags)
+        arguments += bool(flags & CO_VARARGS) + bool(flags & CO_VARKEYWORDS)
+        hidden: set[int] = set()
+        if self.split is None:
+            names = [objs.text(n) for n in objs.tuple_items(mem.u64(code + self.co_names))]
+            kind_bytes = objs.bytes_value(mem.u64(code + self.co_kinds))
+            kinds = []
+            for i, k in enumerate(kind_bytes[: len(names)]):
+                if k & CO_FAST_HIDDEN:
+                    hidden.add(i)
+                kinds.append("cell" if k & CO_FAST_CELL else "free" if k & CO_FAST_FREE else "")
+        else:
+            groups = [
+                [objs.text(n) for n in objs.tuple_items(mem.u64(code + offset))]
+                for offset in self.split
+            ]
+            names = [n for group in groups for n in group]
+            kinds = [""] * len(groups[0]) + ["cell"] * len(groups[1]) + ["free"] * len(groups[2])
+        kinds = [kind or ("argument" if i < arguments else "local") for i, kind in enumerate(kinds)]
+        return _Slots(names, kinds, frozenset(hidden))
+
+    # -- values -----------------------------------------------------------------------
+
+    def repr(self, obj: int, depth: int = 0) -> str:
+        """A short repr of the object at `obj`."""
+        objs = self.objects
+        name = objs.type_name(obj)
+        if name == "NoneType":
+            return "None"
+        if name == "bool":
+            return "True" if int_value(objs, obj) else "False"
+        if name in ("int", "long"):
+            return _cut(str(int_value(objs, obj)))
+        if name == "float":
+            return repr(struct.unpack("<d", self.memory.read(obj + self.float_value, 8))[0])
+        if name in ("str", "unicode"):
+            return _cut(repr(objs.text(obj, limit=MAX_REPR)))
+        if name == "bytes":
+            return _cut(repr(objs.bytes_value(obj, limit=MAX_REPR)))
+        if depth == 0 and name in ("list", "tuple", "dict"):
+            return self._container(obj, name)
+        return f"<{name} object at {obj:#x}>"
+
+    def _container(self, obj: int, name: str) -> str:
+        objs = self.objects
+        if name == "dict":
+            pairs = dict_items(objs, obj)
+            shown = [f"{self.repr(k, 1)}: {self.repr(v, 1)}" for k, v in pairs[:MAX_ITEMS]]
+            count, opening, closing = len(pairs), "{", "}"
+        else:
+            if name == "tuple":
+                items = objs.tuple_items(obj)
+            else:
+                size = objs.size(obj)
+                if not 0 <= size <= 1 << 24:
+                    raise UnexpectedObject(obj, f"implausible list length {size}")
+                array = self.memory.u64(obj + self.list_items)
+                raw = self.memory.read(array, 8 * min(size, MAX_ITEMS)) if size else b""
+                items = [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
+                items += [0] * (size - len(items))  # counted, not shown
+            shown = [self.repr(item, 1) for item in items[:MAX_ITEMS]]
+            count = len(items)
+            opening, closing = ("(", ",)" if count == 1 else ")") if name == "tuple" else "[]"
+        more = f", ... ({count} items)" if count > MAX_ITEMS else ""
+        return _cut(f"{opening}{', '.join(shown)}{more}{closing}")
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_REPR else text[: MAX_REPR - 3] + "..."
