@@ -3,9 +3,11 @@
     python benchmarks/bench_core.py [--runs N] [--write benchmarks/RESULTS.md]
 
 Makes gcore cores of the test program (2 worker threads) with CPython 3.8 and 3.12 (whichever
-are installed), then times, as whole commands (wall clock, median of N runs):
+are installed), then times, as whole commands (wall clock, median of N runs, the commands
+taking turns run after run):
 
 * `triage core --header-only CORE` and `triage core CORE` against `pystack core CORE`;
+* `triage core --locals CORE` against `pystack core --locals CORE`;
 * `triage core --header-only CORE.zst` against `zstd -dc CORE.zst > file` (decompression alone);
 * in one process, the first and the second core of the same interpreter build
   (`triage.analyze_core`), to show what the per-build caches save.
@@ -26,17 +28,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ENV, TRIAGE, compile_triage, corefactory, pystack_command, wall
+from common import ENV, TRIAGE, compile_triage, corefactory, pystack_command, walls
 
 VERSIONS = ((3, 8), (3, 12))
 
 
-def decompress_time(path: str, runs: int, scratch: str) -> float:
+def decompress_command(path: str, scratch: str) -> list[str]:
+    """`zstd -dc PATH > FILE` (`false` where zstd is missing: the row then says nothing)."""
     zstd = shutil.which("zstd")
     out = os.path.join(scratch, "decompressed")
     if zstd is None:
-        return float("nan")
-    return wall(["sh", "-c", f'"{zstd}" -q -d -c "{path}" > "{out}"'], runs)
+        return ["false"]
+    return ["sh", "-c", f'"{zstd}" -q -d -c "{path}" > "{out}"']
 
 
 def in_process_cache(core_a: str, core_b: str) -> tuple[float, float]:
@@ -67,7 +70,7 @@ def main() -> int:
     pystack = pystack_command()
     triage = [*TRIAGE, "core"]
     interps = {i.version[:2]: i for i in corefactory.find_interpreters() if i.shared}
-    rows, cache_rows, zst_rows = [], [], []
+    rows, cache_rows, zst_rows, locals_rows = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="triage-bench-") as scratch:
         for ver in VERSIONS:
             interp = interps.get(ver)
@@ -76,13 +79,21 @@ def main() -> int:
                 continue
             a = corefactory.make_gcore(interp, scratch, threads=2)
             b = corefactory.make_gcore(interp, scratch, threads=2)
-            t_py = wall([pystack, "core", a.path], args.runs)
-            t_head = wall([*triage, "--header-only", a.path], args.runs)
-            t_full = wall([*triage, a.path], args.runs)
-            rows.append((interp.id, os.path.getsize(a.path), t_py, t_head, t_full))
             zst = corefactory.compress(a.path, "zstd")
-            t_zst = wall([*triage, "--header-only", zst], args.runs)
-            t_dec = decompress_time(zst, args.runs, scratch)
+            t_py, t_head, t_full, t_py_locals, t_locals, t_zst, t_dec = walls(
+                [
+                    [pystack, "core", a.path],
+                    [*triage, "--header-only", a.path],
+                    [*triage, a.path],
+                    [pystack, "core", "--locals", a.path],
+                    [*triage, "--locals", a.path],
+                    [*triage, "--header-only", zst],
+                    decompress_command(zst, scratch),
+                ],
+                args.runs,
+            )
+            rows.append((interp.id, os.path.getsize(a.path), t_py, t_head, t_full))
+            locals_rows.append((interp.id, t_py_locals, t_locals))
             zst_rows.append((interp.id, os.path.getsize(zst), t_dec, t_head, t_zst))
             firsts, seconds = [], []
             for _ in range(max(3, args.runs // 2)):
@@ -105,6 +116,16 @@ def main() -> int:
     if rows:
         med = statistics.median(r[4] / r[2] for r in rows)
         lines.append(f"\nMedian ratio, full stacks, triage / pystack: **{med:.2f}x**")
+    lines += [
+        "",
+        "| core | pystack core --locals | triage core --locals | ratio |",
+        "|---|---|---|---|",
+    ]
+    for ident, t_py_locals, t_locals in locals_rows:
+        lines.append(
+            f"| {ident} | {t_py_locals * 1e3:.0f} ms | {t_locals * 1e3:.0f} ms | "
+            f"{t_locals / t_py_locals:.2f}x |"
+        )
     lines += [
         "",
         "| core.zst | size | zstd -dc > file | triage plain | triage .zst | .zst / decompression |"

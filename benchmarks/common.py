@@ -15,7 +15,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import corefactory  # noqa: E402 - the test suite's core maker, re-exported to the benchmarks
 
-__all__ = ["ENV", "ROOT", "TRIAGE", "compile_triage", "corefactory", "pystack_command", "wall"]
+__all__ = [
+    "ENV",
+    "ROOT",
+    "TRIAGE",
+    "compile_triage",
+    "corefactory",
+    "pystack_command",
+    "walls",
+]
 
 # As installed by pip: byte-code compiled once, not at every start (some shells here export
 # PYTHONDONTWRITEBYTECODE, which would make every run of an editable install recompile).
@@ -32,12 +40,16 @@ def pystack_command() -> str:
     return shutil.which("pystack") or str(Path(sys.executable).parent / "pystack")
 
 
-def wall(argv: list[str], runs: int, stdout: int | None = subprocess.DEVNULL) -> float:
-    """Median wall time of a command, after one warm-up run."""
-    times = []
+def walls(commands: list[list[str]], runs: int) -> list[float]:
+    """Median wall time of each command, the commands taking turns run after run (after one
+    warm-up round), so that a shared machine's slow minutes fall on all of them alike."""
+    times: list[list[float]] = [[] for _ in commands]
     for i in range(runs + 1):
-        start = time.perf_counter()
-        subprocess.run(argv, stdout=stdout, stderr=subprocess.DEVNULL, check=False, env=ENV)
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for argv, spent in zip(commands, times, strict=True):
+            start = time.perf_counter()
+            subprocess.run(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=ENV
+            )
+            if i:
+                spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
