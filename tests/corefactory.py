@@ -595,9 +595,11 @@ def gcore(pid: int, prefix: Path) -> Path:
     return path
 
 
-def gcore_program(interp: Interpreter, tmpdir: str | os.PathLike, program: str, *args: str) -> Path:
+def gcore_program(
+    interp: Interpreter, tmpdir: str | os.PathLike, program: str, *args: str, asleep: bool = True
+) -> Path:
     """A gcore core of programs/PROGRAM run with `args`, taken once it has printed its ready
-    line ({"pid": ..., "tids": [...]}) and every thread it names is asleep."""
+    line ({"pid": ..., "tids": [...]}) and (if `asleep`) every thread it names sleeps."""
     if shutil.which("gcore") is None:  # before starting a process for nothing
         raise CoreUnavailable("gcore (from gdb) is not installed")
     tmpdir = Path(tmpdir)
@@ -606,7 +608,8 @@ def gcore_program(interp: Interpreter, tmpdir: str | os.PathLike, program: str, 
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmpdir)
     try:
         ready = _read_ready_line(proc, argv)
-        wait_until_sleeping(ready["pid"], ready["tids"])
+        if asleep:
+            wait_until_sleeping(ready["pid"], ready["tids"])
         path = gcore(ready["pid"], tmpdir / f"core-{Path(program).stem}")
     finally:
         _kill(proc)
