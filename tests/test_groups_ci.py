@@ -649,6 +649,22 @@ def test_ci_new_crash_junit(
     }
 
 
+def test_ci_locals(run_triage, tmp_path: Path, job: Path, crashes: Crashes) -> None:
+    """--locals: the crashing frames' arguments in the job's log and in the JUnit report."""
+    job = core_dir(job, **{"core-segv": crashes.a1})
+    junit = tmp_path / "junit.xml"
+    rc, out, err = run_triage("ci", str(job), "--locals", "--junit", str(junit), env=NO_SUMMARY)
+    assert rc == 1, err
+    arguments = re.compile(
+        r" in third_func\n.*\n      Arguments:\n        action: 'segv'\n        address: \d+\n"
+    )
+    assert arguments.search(out), out
+    (body,) = [e.text for e in ET.parse(junit).getroot().iter("failure")]
+    assert arguments.search(body + "\n"), body
+    rc, out, _err = run_triage("ci", str(job), env=NO_SUMMARY)
+    assert rc == 1 and " in third_func\n" in out and "Arguments:" not in out
+
+
 @pytest.mark.parametrize("kind", ["dataset", "groups-json"])
 def test_ci_baseline_dataset(
     run_triage, tmp_path: Path, job: Path, crashes: Crashes, dataset: Path, kind: str

@@ -90,6 +90,11 @@ def add_ci_parser(sub: Any) -> None:
     p.add_argument("--markdown", metavar="FILE", help="write the Markdown summary here too")
     p.add_argument("--json", metavar="FILE", help="write the results (usable as a baseline)")
     p.add_argument("--lib-search-root", metavar="DIR")
+    p.add_argument(
+        "--locals",
+        action="store_true",
+        help="show every Python frame's arguments and locals (terminal, Markdown, JUnit)",
+    )
     p.add_argument("--config", metavar="FILE", help="take storage_options from this config")
     p.add_argument("--no-color", action="store_true")
     p.set_defaults(func=cmd_ci)
@@ -110,7 +115,7 @@ def cmd_ci(args: argparse.Namespace) -> int:
     except (ci.CiError, ConfigError) as exc:
         fail(str(exc))
         return ci.EXIT_TRIAGE_FAILED
-    crashes = ci.analyse(paths, known, lib_search_root=args.lib_search_root)
+    crashes = ci.analyse(paths, known, lib_search_root=args.lib_search_root, locals=args.locals)
     ci.print_crashes(crashes, color=use_color(sys.stdout, args.no_color))
     summary = ci.markdown(crashes, args.fail_on, args.baseline)
     targets = [args.markdown, os.environ.get("GITHUB_STEP_SUMMARY")]
