@@ -22,6 +22,7 @@ OUTER = [
     ("nothing", "local", "None"),
     ("flag", "local", "True"),
     ("big", "local", str(2**70)),
+    ("huge", "local", "<int of 1661 bits>"),
     ("negative", "local", "-12345"),
     ("text", "local", "'h\u00e9llo w\u00f6rld'"),
     ("numbers", "local", "[1, 2, 3]"),

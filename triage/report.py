@@ -97,8 +97,8 @@ class LocalVariable:
     """"cell": a local that closures share; "free": a variable of an enclosing function."""
     value: str
     """A short repr: None, bools, numbers, str and bytes as Python shows them (cut at 120
-    characters), lists, tuples and dicts by their first 5 items, other objects as
-    `<TYPE object at 0xADDRESS>`."""
+    characters; ints beyond 384 bits as `<int of N bits>`), lists, tuples and dicts by their
+    first 5 items, other objects as `<TYPE object at 0xADDRESS>`."""
 
 
 @model

@@ -35,6 +35,7 @@ def outer(count, ratio=0.5, *rest, **options):
     nothing = None
     flag = True
     big = 2**70
+    huge = 10**500
     negative = -12345
     text = "h\u00e9llo w\u00f6rld"
     numbers = [1, 2, 3]
@@ -54,7 +55,7 @@ def outer(count, ratio=0.5, *rest, **options):
 
     inner(1)
     later = 1  # never reached: not yet set when the core is made
-    return later, nothing, flag, big, negative, text, numbers, pair, many, table, point
+    return later, nothing, flag, big, huge, negative, text, numbers, pair, many, table, point
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ Where a frame keeps them (from the layout, not the version number):
   `co_localspluskinds` (local, cell, free; hidden: a comprehension's inlined locals, 3.12+).
 
 Values are shown as Python would show them for None, bools, ints, floats, str and bytes
-(cut at MAX_REPR characters), lists, tuples and dicts (their first MAX_ITEMS items, one
-level deep); any other object as `<TYPE object at 0xADDRESS>`. An unset slot (a local not
+(cut at MAX_REPR characters; an int of more than MAX_INT_BITS as `<int of N bits>`), lists,
+tuples and dicts (their first MAX_ITEMS items, one level deep); any other object as
+`<TYPE object at 0xADDRESS>`. An unset slot (a local not
 yet assigned) is left out.
 """
 
@@ -26,6 +27,7 @@ from triage.errors import AddressError
 
 MAX_REPR = 120
 MAX_ITEMS = 5
+MAX_INT_BITS = 384  # 116 decimal digits
 
 CO_VARARGS, CO_VARKEYWORDS = 0x04, 0x08
 CO_FAST_HIDDEN, CO_FAST_LOCAL, CO_FAST_CELL, CO_FAST_FREE = 0x10, 0x20, 0x40, 0x80
@@ -139,7 +141,10 @@ class VariableReader:
         if name == "bool":
             return "True" if int_value(objs, obj) else "False"
         if name in ("int", "long"):
-            return _cut(str(int_value(objs, obj)))
+            value = int_value(objs, obj)
+            if value.bit_length() > MAX_INT_BITS:  # what would not fit MAX_REPR anyway
+                return f"<int of {value.bit_length()} bits>"
+            return str(value)
         if name == "float":
             return repr(struct.unpack("<d", self.memory.read(obj + self.float_value, 8))[0])
         if name in ("str", "unicode"):
