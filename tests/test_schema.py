@@ -181,6 +181,7 @@ def test_nested_containers(pa):
         "end_line",
         "end_column",
         "locals",
+        "address",
     ]
     # --locals: a nullable list (None when not asked for) of (name, kind, value).
     variables = _field(schema, "report.threads.frames.locals")
@@ -190,6 +191,8 @@ def test_nested_containers(pa):
         ("kind", pa.string(), False),
         ("value", pa.string(), False),
     ]
+    address = _field(schema, "report.threads.frames.address")
+    assert (address.type, address.nullable) == (pa.uint64(), True)  # --native return addresses
     # Optional structs are nullable structs; their own fields keep their nullability.
     signal = _field(schema, "report.signal")
     assert pa.types.is_struct(signal.type)

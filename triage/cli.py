@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the arguments and local variables of every Python frame",
     )
     core.add_argument(
+        "--native",
+        action="store_true",
+        help="show the native (C) frames too, merged with the Python frames",
+    )
+    core.add_argument(
         "--header-only",
         action="store_true",
         help="only the core file information (process, signal, libraries): no stacks",
@@ -93,6 +98,7 @@ def cmd_core(args: argparse.Namespace) -> int:
         python=not args.header_only,
         exhaustive=args.exhaustive,
         locals=args.locals,
+        native=args.native,
     )
     if args.format == "json":
         from triage.report import to_json

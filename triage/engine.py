@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from triage import __version__
 from triage.coredump.corefile import CoreFile, parse_core
@@ -18,7 +19,7 @@ from triage.coredump.locate import LibrarySearch, locate
 from triage.coredump.memory import CoreMemory
 from triage.coredump.signals import core_cause
 from triage.coredump.source import identify, open_core
-from triage.cpython.interpreter import read_python
+from triage.cpython.interpreter import PyThread, read_python
 from triage.describe import describe_python
 from triage.errors import CoreFileError, TriageError
 from triage.report import (
@@ -32,6 +33,9 @@ from triage.report import (
 )
 from triage.signature import Rules, compute_signature
 
+if TYPE_CHECKING:
+    from triage.native.unwind import NativeFrame
+
 
 def analyze_core(
     path: str,
@@ -43,6 +47,7 @@ def analyze_core(
     exhaustive: bool = False,
     signature_rules: Rules | None = None,
     locals: bool = False,
+    native: bool = False,
 ) -> CoreReport:
     """Analyse the core at `path`. Never raises for bad input: the report's `error` says why
     (only MemoryError passes through, when the process runs out of memory).
@@ -50,10 +55,13 @@ def analyze_core(
     `python=False` stops after the core-file information (no interpreter model);
     `exhaustive` lets the interpreter search scan all of memory when symbols do not help;
     `signature_rules` are the fleet's (default: `Rules()`); `locals` reads every Python
-    frame's arguments and local variables too.
+    frame's arguments and local variables too; `native` unwinds every thread's native stack
+    and merges it with the Python frames (the signature stays that of the Python frames).
     """
     started = time.perf_counter()
     report = CoreReport(core=CoreFileInfo(path=path, size=0), triage_version=__version__)
+    stacks: dict[int, list[NativeFrame]] | None = None
+    python_threads: list[PyThread] = []
     try:
         with open_core(path) as opened:
             report.core = CoreFileInfo(
@@ -78,6 +86,13 @@ def analyze_core(
                 files = _locate_images(report, images, memory, search, exe.mapping_path, executable)
                 memory.add_files(files)
                 report.test = current_test(read_environment(memory, images, files))
+                build_ids = {
+                    lib.path: lib.build_id
+                    for lib in report.libraries
+                    if lib.build_id and lib.build_id_matches
+                }
+                if native:
+                    stacks = _native_stacks(report, core, memory, images, files, build_ids)
                 if python:
                     state = read_python(
                         memory,
@@ -85,14 +100,11 @@ def analyze_core(
                         files,
                         exe.mapping_path,
                         [t.tid for t in core.threads],
-                        build_ids={
-                            lib.path: lib.build_id
-                            for lib in report.libraries
-                            if lib.build_id and lib.build_id_matches
-                        },
+                        build_ids=build_ids,
                         exhaustive=exhaustive,
                         variables=locals,
                     )
+                    python_threads = state.threads
                     describe_python(report, state)
             finally:
                 memory.close()
@@ -112,6 +124,10 @@ def analyze_core(
         report.signature = compute_signature(report, signature_rules)
     except Exception as exc:  # the promise holds for signatures too: never a traceback
         report.warnings.append(f"no signature: internal error ({type(exc).__name__}: {exc})")
+    if stacks:
+        from triage.native.stacks import attach_native
+
+        attach_native(report, python_threads, stacks)
     report.analysis_seconds = round(time.perf_counter() - started, 6)
     return report
 
@@ -151,6 +167,27 @@ def _describe_process(report: CoreReport, core: CoreFile) -> None:
     report.threads = [
         ThreadReport(tid=t.tid, crashed=crashed and i == 0) for i, t in enumerate(core.threads)
     ]
+
+
+def _native_stacks(
+    report: CoreReport,
+    core: CoreFile,
+    memory: CoreMemory,
+    images: list[LoadedImage],
+    files: dict[str, str],
+    build_ids: dict[str, str],
+) -> dict[int, list[NativeFrame]] | None:
+    """Every thread's native frames; a failure is a warning, never the analysis's end (the
+    unwinder and pyelftools are imported here: without --native they cost nothing)."""
+    from triage.native.stacks import native_stacks
+
+    try:
+        return native_stacks(core, memory, images, files, build_ids)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        report.warnings.append(f"no native stacks: internal error ({type(exc).__name__}: {exc})")
+        return None
 
 
 def _locate_images(

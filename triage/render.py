@@ -9,6 +9,7 @@ from typing import TextIO
 from triage.report import CoreReport, FrameReport, ThreadReport
 
 BOLD, RED, GREEN, YELLOW, CYAN = "\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m"
+BLUE = "\x1b[34m"
 RESET = "\x1b[0m"
 
 
@@ -96,6 +97,10 @@ def render_thread(thread: ThreadReport, paint: Painter, sources: SourceCache) ->
     head = f"Traceback for thread {tid}{name} [{status}] (most recent call last):"
     lines = [paint(head, BOLD)]
     for frame in thread.frames:
+        if frame.kind == "native":
+            library = frame.file.rsplit("/", 1)[-1]
+            lines.append(f"    {paint('(C)', BLUE)} {paint(frame.function, YELLOW)} ({library})")
+            continue
         func = frame.qualname or frame.function
         where = f"line {frame.line}" if frame.line is not None else "line ?"
         lines.append(

@@ -118,6 +118,9 @@ class FrameReport:
     end_column: int | None = None
     locals: list[LocalVariable] | None = None
     """Arguments and local variables (Python frames, with --locals); None when not asked."""
+    address: Annotated[int, "arrow:uint64"] | None = None
+    """Instruction address (native frames, with --native): the return address but for the
+    newest frame."""
 
 
 @model

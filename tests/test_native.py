@@ -1,0 +1,89 @@
+"""`triage core --native`: every thread's native stack, unwound with the modules' call-frame
+information and merged with its Python frames, on a real gcore core of every interpreter
+found. gdb (`thread apply all bt`, on the same core) is the reference for the native frames:
+the same return addresses, in the same order, the eval-loop frames excepted (the Python
+frames stand in their place)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from corefactory import Interpreter
+
+EVAL_LOOP = ("_PyEval_EvalFrameDefault", "PyEval_EvalFrameEx")
+
+# gdb's physical frames, by thread: it also lists inlined functions and the callers of tail
+# calls (reconstructed from DWARF call sites), which have no frame of their own on the stack.
+GDB_SCRIPT = """
+import gdb
+for thread in gdb.selected_inferior().threads():
+    thread.switch()
+    frame, out = gdb.newest_frame(), []
+    while frame is not None:
+        if frame.type() in (gdb.NORMAL_FRAME, gdb.SIGTRAMP_FRAME):
+            out.append("%#x:%s" % (frame.pc(), frame.name() or "??"))
+        frame = frame.older()
+    print("THREAD %d %s" % (thread.ptid[1], " ".join(out)))
+"""
+
+
+GDB = ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set backtrace past-main on"]
+
+
+def gdb_stacks(executable: str, core: str, script: Path) -> dict[int, list[tuple[int, str]]]:
+    """gdb's physical frames (address, function), newest first, by thread."""
+    script.write_text(GDB_SCRIPT)
+    out = subprocess.run(
+        [*GDB, "-x", str(script), executable, core],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    stacks = {}
+    for line in out.splitlines():
+        if line.startswith("THREAD "):
+            _, tid, *frames = line.split()
+            stacks[int(tid)] = [(int(f.split(":")[0], 16), f.split(":", 1)[1]) for f in frames]
+    return stacks
+
+
+def test_native_frames_are_gdbs(interpreter: Interpreter, cores, triage_json, tmp_path) -> None:
+    if shutil.which("gdb") is None:
+        pytest.skip("gdb is not installed")
+    case = cores.gcore(interpreter, threads=1)
+    plain = triage_json(case.path)
+    native = triage_json(case.path, "--native")
+    reference = gdb_stacks(native["executable"], case.path, tmp_path / "frames.py")
+    assert sorted(reference) == sorted(case.tids)
+    for thread, before in zip(native["threads"], plain["threads"], strict=True):
+        frames = thread["frames"][::-1]  # newest first, as gdb lists them
+        ours = [f["address"] for f in frames if f["kind"] == "native"]
+        theirs = [a for a, name in reference[thread["tid"]] if name not in EVAL_LOOP]
+        assert ours == theirs, thread["tid"]
+        assert {f["function"] for f in frames if f["kind"] == "native"}.isdisjoint(EVAL_LOOP)
+        # The Python frames are those of the plain analysis, in the same order.
+        python = [f for f in thread["frames"] if f["kind"] == "python"]
+        assert python == before["frames"]
+        assert all(f["address"] is None for f in python)
+    # The newest frame of the main thread is where it sleeps, in the C library.
+    (main,) = [t for t in native["threads"] if t["tid"] == case.main_tid]
+    assert main["frames"][-1]["kind"] == "native"
+    assert main["frames"][-1]["file"].rsplit("/", 1)[-1].startswith("libc")
+    # Signatures are the Python frames' with or without --native.
+    assert native["signature"] == plain["signature"]
+
+
+def test_native_text(preferred_interp: Interpreter, cores, run_triage) -> None:
+    case = cores.gcore(preferred_interp, threads=1)
+    rc, out, err = run_triage("core", case.path, "--native", "--no-color")
+    assert rc == 0, err
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("    (Python) "))
+    assert re.fullmatch(r"    \(C\) \S+ \(lib\S+\)", lines[first - 1]), lines[first - 1]
+    assert re.fullmatch(r"    \(C\) \S+ \(libc[.\w-]*\)", lines[-1]) or any(
+        re.fullmatch(r"    \(C\) \S+ \(libc[.\w-]*\)", line) for line in lines
+    )

@@ -1,0 +1,1 @@
+"""Native (C) stacks: call-frame information, unwinding, symbolization."""
