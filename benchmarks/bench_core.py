@@ -7,7 +7,7 @@ are installed), then times, as whole commands (wall clock, median of N runs, the
 taking turns run after run):
 
 * `triage core --header-only CORE` and `triage core CORE` against `pystack core CORE`;
-* `triage core --locals CORE` against `pystack core --locals CORE`;
+* `triage core --locals CORE` and `--native` against `pystack core` with the same option;
 * `triage core --header-only CORE.zst` against `zstd -dc CORE.zst > file` (decompression alone);
 * in one process, the first and the second core of the same interpreter build
   (`triage.analyze_core`), to show what the per-build caches save.
@@ -80,20 +80,24 @@ def main() -> int:
             a = corefactory.make_gcore(interp, scratch, threads=2)
             b = corefactory.make_gcore(interp, scratch, threads=2)
             zst = corefactory.compress(a.path, "zstd")
-            t_py, t_head, t_full, t_py_locals, t_locals, t_zst, t_dec = walls(
+            times = walls(
                 [
                     [pystack, "core", a.path],
                     [*triage, "--header-only", a.path],
                     [*triage, a.path],
                     [pystack, "core", "--locals", a.path],
                     [*triage, "--locals", a.path],
+                    [pystack, "core", "--native", a.path],
+                    [*triage, "--native", a.path],
                     [*triage, "--header-only", zst],
                     decompress_command(zst, scratch),
                 ],
                 args.runs,
             )
+            t_py, t_head, t_full, t_py_locals, t_locals, t_py_native, t_native, t_zst, t_dec = times
             rows.append((interp.id, os.path.getsize(a.path), t_py, t_head, t_full))
-            locals_rows.append((interp.id, t_py_locals, t_locals))
+            locals_rows.append((interp.id, "--locals", t_py_locals, t_locals))
+            locals_rows.append((interp.id, "--native", t_py_native, t_native))
             zst_rows.append((interp.id, os.path.getsize(zst), t_dec, t_head, t_zst))
             firsts, seconds = [], []
             for _ in range(max(3, args.runs // 2)):
@@ -118,13 +122,13 @@ def main() -> int:
         lines.append(f"\nMedian ratio, full stacks, triage / pystack: **{med:.2f}x**")
     lines += [
         "",
-        "| core | pystack core --locals | triage core --locals | ratio |",
-        "|---|---|---|---|",
+        "| core | option | pystack core OPTION | triage core OPTION | ratio |",
+        "|---|---|---|---|---|",
     ]
-    for ident, t_py_locals, t_locals in locals_rows:
+    for ident, option, t_py_option, t_option in locals_rows:
         lines.append(
-            f"| {ident} | {t_py_locals * 1e3:.0f} ms | {t_locals * 1e3:.0f} ms | "
-            f"{t_locals / t_py_locals:.2f}x |"
+            f"| {ident} | `{option}` | {t_py_option * 1e3:.0f} ms | {t_option * 1e3:.0f} ms | "
+            f"{t_option / t_py_option:.2f}x |"
         )
     lines += [
         "",
