@@ -665,6 +665,26 @@ def test_ci_locals(run_triage, tmp_path: Path, job: Path, crashes: Crashes) -> N
     assert rc == 1 and " in third_func\n" in out and "Arguments:" not in out
 
 
+def test_ci_native(run_triage, job: Path, crashes: Crashes) -> None:
+    """--native: the C frames of the crash in the job's log; the signature, and so whether
+    the crash is known or new, the same as without it."""
+    job = core_dir(job, **{"core-segv": crashes.a1})
+    rc, out, err = run_triage("ci", str(job), "--native", env=NO_SUMMARY)
+    assert rc == 1, err
+    rc_plain, plain, _ = run_triage("ci", str(job), env=NO_SUMMARY)
+    assert rc_plain == 1
+    assert f"Signature {crashes.a1.sig_id}: {SEGV_TEXT}\n" in out
+    assert [line for line in out.splitlines() if line.startswith("Signature ")] == [
+        line for line in plain.splitlines() if line.startswith("Signature ")
+    ]
+    native = re.compile(r"^    \(C\) \S+ \((lib\S+|python\S*)\)$", re.M)
+    assert native.search(out) and not native.search(plain)
+    # The crashing frames, oldest first: ctypes' C code runs under third_func.
+    lines = out.splitlines()
+    third = max(i for i, line in enumerate(lines) if line.endswith(" in third_func"))
+    assert any(native.match(line) for line in lines[third + 1 :])
+
+
 @pytest.mark.parametrize("kind", ["dataset", "groups-json"])
 def test_ci_baseline_dataset(
     run_triage, tmp_path: Path, job: Path, crashes: Crashes, dataset: Path, kind: str

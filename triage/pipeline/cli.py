@@ -95,6 +95,11 @@ def add_ci_parser(sub: Any) -> None:
         action="store_true",
         help="show every Python frame's arguments and locals (terminal, Markdown, JUnit)",
     )
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="show the native (C) frames too, merged with the Python frames",
+    )
     p.add_argument("--config", metavar="FILE", help="take storage_options from this config")
     p.add_argument("--no-color", action="store_true")
     p.set_defaults(func=cmd_ci)
@@ -115,7 +120,9 @@ def cmd_ci(args: argparse.Namespace) -> int:
     except (ci.CiError, ConfigError) as exc:
         fail(str(exc))
         return ci.EXIT_TRIAGE_FAILED
-    crashes = ci.analyse(paths, known, lib_search_root=args.lib_search_root, locals=args.locals)
+    crashes = ci.analyse(
+        paths, known, lib_search_root=args.lib_search_root, locals=args.locals, native=args.native
+    )
     ci.print_crashes(crashes, color=use_color(sys.stdout, args.no_color))
     summary = ci.markdown(crashes, args.fail_on, args.baseline)
     targets = [args.markdown, os.environ.get("GITHUB_STEP_SUMMARY")]
