@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from corefactory import Interpreter
 
+from triage.native.unwind import debug_file
+
 EVAL_LOOP = ("_PyEval_EvalFrameDefault", "PyEval_EvalFrameEx")
 
 # gdb's physical frames, by thread: it also lists inlined functions and the callers of tail
@@ -75,6 +77,17 @@ def test_native_frames_are_gdbs(interpreter: Interpreter, cores, triage_json, tm
     assert main["frames"][-1]["file"].rsplit("/", 1)[-1].startswith("libc")
     # Signatures are the Python frames' with or without --native.
     assert native["signature"] == plain["signature"]
+    # With the C library's separate debug file on this machine, its static functions
+    # (start_thread, ...) are named too.
+    (libc,) = [lib for lib in native["libraries"] if "/libc.so" in lib["path"]]
+    if debug_file(libc["build_id"]):
+        in_libc = [
+            f["function"]
+            for t in native["threads"]
+            for f in t["frames"]
+            if f["kind"] == "native" and f["file"] == libc["path"]
+        ]
+        assert in_libc and "???" not in in_libc
 
 
 def test_native_text(preferred_interp: Interpreter, cores, run_triage) -> None:

@@ -9,6 +9,7 @@ stack would not grow; frames found until then are kept.
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass, field
 
 from triage.coredump.memory import CoreMemory
@@ -33,6 +34,18 @@ DWARF_REGISTERS = {
 }
 MAX_FRAMES = 1024
 
+#: Where distributions install separate debug files, by build-id (Debian's -dbg/-dbgsym
+#: packages, Fedora's debuginfo): DEBUG_ROOT/.build-id/NN/NNNN...debug.
+DEBUG_ROOT = "/usr/lib/debug"
+
+
+def debug_file(build_id: str | None) -> str | None:
+    """This machine's separate debug file of a build, if it has one."""
+    if not build_id or len(build_id) < 3:
+        return None
+    path = f"{DEBUG_ROOT}/.build-id/{build_id[:2]}/{build_id[2:]}.debug"
+    return path if os.path.isfile(path) else None
+
 
 @dataclass
 class Module:
@@ -48,8 +61,16 @@ class Module:
 
     @property
     def symbols(self) -> ElfSymbols:
+        """The symbols to name functions by: those of the file's separate debug file when
+        this machine has one (a full .symtab: static functions too), else the file's own."""
         if self._symbols is None:
-            self._symbols = load_symbols(self.local, self.build_id)
+            debug = debug_file(self.build_id)
+            try:
+                self._symbols = load_symbols(debug) if debug else None
+            except (OSError, ValueError):
+                self._symbols = None
+            if self._symbols is None or not self._symbols.tables:
+                self._symbols = load_symbols(self.local, self.build_id)
         return self._symbols
 
     @property
