@@ -12,7 +12,6 @@ from triage.errors import AddressError
 
 _LIBC = re.compile(r"^libc(\.so\.\d+|-[\d.]+\.so)$")
 MAX_VARIABLES = 20_000
-PAGE = 4096
 
 
 def read_environment(
@@ -31,7 +30,7 @@ def read_environment(
             value = syms.address_of("environ")
         if value is None:
             return {}
-        bias = image.start - (syms.first_load_vaddr & ~(PAGE - 1))
+        bias = syms.load_bias(image.start)
         try:
             return _strings(memory, memory.u64(bias + value))
         except AddressError:

@@ -23,6 +23,8 @@ _SYM = struct.Struct("<IBBHQQ")
 SHT_SYMTAB, SHT_DYNSYM, SHT_NOBITS = 2, 11, 8
 STT_OBJECT, STT_FUNC, STT_TLS, STT_GNU_IFUNC = 1, 2, 6, 10
 SHN_UNDEF = 0
+ET_DYN = 3
+PAGE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,13 @@ class ElfSymbols:
     _names: dict[str, int | None] = field(default_factory=dict, repr=False)
     _func_starts: list[int] | None = field(default=None, repr=False)
     _func_rows: list[tuple[int, int, str]] = field(default_factory=list, repr=False)
+
+    def load_bias(self, mapped_at: int) -> int:
+        """What to add to a link-time address of this file mapped from `mapped_at` (its lowest
+        mapping): 0 for a fixed-address executable, the page-aligned offset otherwise."""
+        if self.type != ET_DYN:
+            return 0
+        return mapped_at - (self.first_load_vaddr & ~(PAGE - 1))
 
     def address_of(self, name: str) -> int | None:
         """Link-time address of a defined symbol (global or local), or None."""

@@ -16,7 +16,6 @@ from triage.cpython.version import PythonVersion
 from triage.errors import AddressError, TriageError
 
 _LIBPYTHON = re.compile(r"^libpython\d\.\d+")
-PAGE = 4096
 
 
 class PythonNotFound(TriageError):
@@ -69,7 +68,7 @@ def find_python_binary(
             continue
         if not any(syms.address_of(n) is not None for n in ("Py_Initialize", "Py_InitializeEx")):
             continue
-        bias = image.start - (syms.first_load_vaddr & ~(PAGE - 1)) if syms.type == 3 else 0
+        bias = syms.load_bias(image.start)
         return PythonBinary(image.path, local, syms, bias, image.start, image.end, build_id)
     return None
 

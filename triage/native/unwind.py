@@ -17,7 +17,6 @@ from triage.coredump.symbols import ElfSymbols, load_symbols
 from triage.errors import AddressError
 from triage.native.cfi import CallFrames
 
-PAGE = 4096
 RSP, RETURN_ADDRESS = 7, 16
 CALLEE_SAVED = (3, 6, 12, 13, 14, 15)  # rbx, rbp, r12-r15 keep their values across calls
 DWARF_REGISTERS = {
@@ -76,9 +75,7 @@ class Module:
     @property
     def bias(self) -> int:
         """Load address minus link address (0 for a fixed-address executable)."""
-        if self.symbols.type != 3:  # ET_DYN
-            return 0
-        return self.start - (self.symbols.first_load_vaddr & ~(PAGE - 1))
+        return self.symbols.load_bias(self.start)
 
     @property
     def cfi(self) -> CallFrames:
