@@ -244,10 +244,6 @@ def from_json(text: str | bytes) -> CoreReport:
     return adapter().validate_json(text)
 
 
-def to_dict(report: CoreReport) -> dict[str, Any]:
-    return adapter().dump_python(report, mode="json")
-
-
 def to_plain(value: Any) -> Any:
     """A report model (or a list/dict of them) as plain JSON-compatible data, equal to what
     pydantic's `dump_python(mode="json")` gives (the models hold only str, int, float, bool,

@@ -204,7 +204,7 @@ def junit(crashes: list[Crash], fail_on: str) -> bytes:
 
 
 def to_json(crashes: list[Crash]) -> str:
-    from triage.report import to_dict
+    from triage.report import to_plain
 
     return json.dumps(
         {
@@ -215,7 +215,7 @@ def to_json(crashes: list[Crash]) -> str:
                     "known": c.known,
                     "signature_id": c.signature.id if c.signature else None,
                     "signature": c.summary,
-                    "report": to_dict(c.report),
+                    "report": to_plain(c.report),
                 }
                 for c in crashes
             ]

@@ -27,7 +27,14 @@ from triage.pipeline.sources import (
     read_head,
     sniff_core,
 )
-from triage.report import CoreFileInfo, CoreReport, ErrorInfo, SweepRecord, to_plain
+from triage.report import (
+    Collection,
+    CoreFileInfo,
+    CoreReport,
+    ErrorInfo,
+    SweepRecord,
+    to_plain,
+)
 
 #: A dataset row: a SweepRecord as plain data (`report.to_plain`).
 Row = dict[str, Any]
@@ -85,27 +92,45 @@ def analyze_object(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> Row:
         outcome = _analyze(obj, fleet, info, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    report = outcome.report or to_plain(
-        CoreReport(
-            core=CoreFileInfo(path=obj.url, size=obj.size),
-            error=ErrorInfo(kind=outcome.status, message=outcome.message or outcome.status),
-        )
-    )
+    row = _row(obj, fleet, info, outcome.status, collection, outcome.message)
+    report = outcome.report or row["report"]
     _name_the_object(report, outcome, obj.url, scratch)
     if not report["core"]["size"]:
         report["core"]["size"] = obj.size
-    return {
-        "core_id": obj.core_id,
-        "sweep_id": info.sweep_id,
-        "sweep_date": info.sweep_date,
-        "fleet": fleet.name,
-        "status": outcome.status,
-        "collection": to_plain(collection),
-        "report": report,
-        "error_message": outcome.message,
-        "analysis_seconds": round(outcome.seconds, 6),
-        "worker": _worker_name(),
-    }
+    row.update(
+        report=report,
+        error_message=outcome.message,  # as _name_the_object left it
+        analysis_seconds=round(outcome.seconds, 6),
+        worker=_worker_name(),
+    )
+    return row
+
+
+def _row(
+    obj: CoreObject,
+    fleet: Fleet,
+    info: SweepInfo,
+    status: str,
+    collection: Collection,
+    message: str | None,
+) -> Row:
+    """A row of the object, its report that of a core that could not be read (`message`);
+    the sweep's columns come from the SweepRecord model itself."""
+    return to_plain(
+        SweepRecord(
+            core_id=obj.core_id,
+            sweep_id=info.sweep_id,
+            sweep_date=info.sweep_date,
+            fleet=fleet.name,
+            status=status,
+            collection=collection,
+            report=CoreReport(
+                core=CoreFileInfo(path=obj.url, size=obj.size),
+                error=ErrorInfo(kind=status, message=message or status),
+            ),
+            error_message=message,
+        )
+    )
 
 
 def _name_the_object(report: Row, outcome: Outcome, url: str, scratch: str) -> None:
@@ -142,22 +167,8 @@ def _analyze(obj: CoreObject, fleet: Fleet, info: SweepInfo, scratch: str) -> Ou
 
 def lost_record(obj: CoreObject, fleet: Fleet, info: SweepInfo, status: str, message: str) -> Row:
     """The row for a core whose task could not run at all (its workers kept dying)."""
-    from triage.report import Collection
-
-    record = SweepRecord(
-        core_id=obj.core_id,
-        sweep_id=info.sweep_id,
-        sweep_date=info.sweep_date,
-        fleet=fleet.name,
-        status=status,
-        collection=Collection(source_url=obj.url, size=obj.size, etag=obj.etag, mtime=obj.mtime),
-        report=CoreReport(
-            core=CoreFileInfo(path=obj.url, size=obj.size),
-            error=ErrorInfo(kind=status, message=message),
-        ),
-        error_message=message,
-    )
-    return to_plain(record)
+    collection = Collection(source_url=obj.url, size=obj.size, etag=obj.etag, mtime=obj.mtime)
+    return _row(obj, fleet, info, status, collection, message)
 
 
 def _one_line(exc: BaseException) -> str:
