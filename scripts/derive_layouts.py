@@ -8,8 +8,18 @@ Usage::
     python scripts/derive_layouts.py /path/to/libpython3.12.so.1.0 --out /tmp/layouts
 
 Each argument is an interpreter prefix (a directory holding ``lib/libpythonX.Y*.so*`` or, for a
-static build, ``bin/pythonX.Y``) or an ELF file with DWARF. The script walks the DWARF type
-information with pyelftools, resolves only the structures listed in ``STRUCTS`` and writes
+static build, ``bin/pythonX.Y``) or an ELF file with DWARF (a stripped one is read through its
+separate debug file, found by build-id under ``usr/lib/debug`` of the sysroot it lies in or of
+this machine, as Debian's ``python3.X-dbg`` packages install them):
+
+    python scripts/derive_layouts.py ~/.cache/triage/sid-sysroot/usr/bin/python3.14
+
+The script walks the DWARF type information with pyelftools and resolves the structures the
+engine declares it reads (``triage.cpython.fields.wanted_structs()``: the readers' member
+declarations and what ``triage.cpython.model`` inspects; ``STRUCTS`` below gives their C
+names), takes the constants they declare from the DWARF (enumerators, typedef sizes) or, for C
+macros, from the interpreter's installed headers through the C preprocessor (``cc -E -dM``),
+checks that every declaration that applies to the version resolves, and writes
 ``<out>/<major>.<minor>.json``::
 
     {"python": "3.12", "derived_from": "libpython3.12.so.1.0 (DWARF)",
@@ -40,6 +50,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -49,6 +61,11 @@ from elftools.dwarf.die import DIE
 from elftools.elf.elffile import ELFFile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # the engine's declarations say what to derive
+
+from triage.cpython import fields as engine_fields  # noqa: E402
+from triage.cpython.layout import _parse as parse_table  # noqa: E402
+
 DEFAULT_OUT = REPO_ROOT / "triage" / "cpython" / "layouts"
 DEFAULT_PREFIXES_GLOB = "~/.pyenv/versions/*"
 
@@ -84,19 +101,13 @@ STRUCTS: tuple[StructSpec, ...] = (
     StructSpec("_PyRuntimeState", ("_PyRuntimeState", "pyruntimestate"), since=(3, 7)),
     StructSpec("PyInterpreterState", ("PyInterpreterState", "_is")),
     StructSpec("PyThreadState", ("PyThreadState", "_ts")),
-    StructSpec("_PyThreadStateImpl", ("_PyThreadStateImpl",), since=(3, 13)),
     StructSpec("_gil_runtime_state", ("_gil_runtime_state",), since=(3, 7)),
-    StructSpec("_ceval_runtime_state", ("_ceval_runtime_state",), since=(3, 7)),
-    StructSpec("_gc_runtime_state", ("_gc_runtime_state",), since=(3, 7)),
-    StructSpec("_gilstate_runtime_state", ("_gilstate_runtime_state",), since=(3, 7)),
     StructSpec("_Py_DebugOffsets", ("_Py_DebugOffsets",), since=(3, 13)),
     # Frames and code.
     StructSpec("PyFrameObject", ("PyFrameObject", "_frame")),
     StructSpec("_PyInterpreterFrame", ("_PyInterpreterFrame",), since=(3, 11)),
     StructSpec("_PyCFrame", ("_PyCFrame",), since=(3, 11), until=(3, 12)),
     StructSpec("PyCodeObject", ("PyCodeObject",)),
-    StructSpec("PyGenObject", ("PyGenObject", "_PyGenObject")),
-    StructSpec("PyCoroObject", ("PyCoroObject", "_PyCoroObject"), since=(3, 5)),
     StructSpec("PyFunctionObject", ("PyFunctionObject",)),
     StructSpec("PyCellObject", ("PyCellObject",)),
     StructSpec("PyModuleObject", ("PyModuleObject",)),
@@ -122,8 +133,8 @@ STRUCTS: tuple[StructSpec, ...] = (
     StructSpec("PyDictKeyEntry", ("PyDictKeyEntry",), since=(3, 3)),
     StructSpec("PyDictUnicodeEntry", ("PyDictUnicodeEntry",), since=(3, 11)),
     StructSpec("PyDictValues", ("PyDictValues", "_dictvalues"), since=(3, 11)),
+    StructSpec("PyDictOrValues", ("PyDictOrValues",), since=(3, 12), until=(3, 12)),
     StructSpec("PyInstanceObject", ("PyInstanceObject",), until=(2, 7)),
-    StructSpec("PyClassObject", ("PyClassObject",), until=(2, 7)),
 )
 
 # Embedded structs that are never expanded inside another struct: they have their own entry.
@@ -134,7 +145,13 @@ SIZED_TYPEDEFS: tuple[tuple[str, str, Version, Version | None], ...] = (
     ("digit", "sizeof(digit)", (2, 7), None),
     ("Py_UNICODE", "sizeof(Py_UNICODE)", (2, 0), (3, 12)),
     ("_Py_CODEUNIT", "sizeof(_Py_CODEUNIT)", (3, 6), None),
+    ("_PyStackRef", "sizeof(_PyStackRef)", (3, 14), None),
 )
+
+# Headers whose macros are asked for (when the interpreter has them), after Python.h.
+MACRO_HEADERS = ("internal/pycore_stackref.h", "internal/pycore_long.h")
+_MACRO_LINE = re.compile(r"^#define (\w+) (.+)$")
+_CAST = re.compile(r"\(\s*(?:unsigned\s+|signed\s+)?[A-Za-z_]\w*\s*\)(?=\s*[\w(])")
 
 # Enumerators collected as constants (by name prefix), with one enumerator per enum that tells
 # the scanner the enum was seen: (sentinel enumerator, since).
@@ -490,16 +507,28 @@ class _Scanner:
         return dict(sorted(out.items()))
 
 
-def _separate_debug_file(elf: ELFFile) -> Path | None:
-    """The ``/usr/lib/debug/.build-id/xx/rest.debug`` file of a stripped ELF, if installed."""
+def _debug_roots(elf_path: Path) -> list[Path]:
+    """Where separate debug files may live: ``usr/lib/debug`` of every directory above the ELF
+    that has one (the sysroot it was installed into, such as a debootstrapped tree), then the
+    host's ``/usr/lib/debug``."""
+    roots = [d / "usr/lib/debug" for d in elf_path.resolve().parents if d != Path("/")]
+    roots.append(Path("/usr/lib/debug"))
+    return [r for r in roots if r.is_dir()]
+
+
+def _separate_debug_file(elf: ELFFile, elf_path: Path) -> Path | None:
+    """The ``usr/lib/debug/.build-id/xx/rest.debug`` file of a stripped ELF, if installed."""
     for section in elf.iter_sections():
         if section.header.sh_type != "SHT_NOTE":
             continue
         for note in section.iter_notes():
             if note["n_type"] == "NT_GNU_BUILD_ID":
                 build_id = str(note["n_desc"])
-                path = Path("/usr/lib/debug/.build-id") / build_id[:2] / f"{build_id[2:]}.debug"
-                return path if path.is_file() else None
+                for root in _debug_roots(elf_path):
+                    path = root / ".build-id" / build_id[:2] / f"{build_id[2:]}.debug"
+                    if path.is_file():
+                        return path
+                return None
     return None
 
 
@@ -514,11 +543,11 @@ def derive(elf_path: Path, version: Version, specs: tuple[StructSpec, ...] = STR
     with elf_path.open("rb") as stream:
         elf = ELFFile(stream)
         if elf.get_section_by_name(".debug_info") is None:
-            debug_file = _separate_debug_file(elf)
+            debug_file = _separate_debug_file(elf, elf_path)
             if debug_file is None:
                 raise DeriveError(
                     f"{elf_path} has no .debug_info (stripped?) and no separate debug file "
-                    "under /usr/lib/debug/.build-id"
+                    "under usr/lib/debug/.build-id (of its sysroot or of this machine)"
                 )
             return derive(debug_file, version, specs)
         dwarf = elf.get_dwarf_info()
@@ -538,6 +567,79 @@ def derive(elf_path: Path, version: Version, specs: tuple[StructSpec, ...] = STR
         cus_scanned=scanned,
         cus_total=len(units),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Macros, from the installed headers
+
+
+def header_dirs(elf_path: Path, version: Version) -> tuple[list[Path], Path | None]:
+    """The interpreter's header directories (Python.h's, then pyconfig.h's where Debian puts it
+    apart) found above its ELF file, and the sysroot they belong to (None for this machine)."""
+    name = f"python{version[0]}.{version[1]}"
+    for directory in elf_path.parents:
+        include = directory / "include" / name
+        if (include / "Python.h").is_file():
+            dirs = [include]
+            multiarch = directory / "include" / "x86_64-linux-gnu" / name
+            if multiarch.is_dir():
+                dirs.append(multiarch)
+            root = directory.parent if directory.name == "usr" else None
+            return dirs, root if root is not None and root != Path("/") else None
+    return [], None
+
+
+def _evaluate(name: str, defines: dict[str, str], depth: int = 0) -> int | None:
+    """The integer value of a macro as the preprocessor defined it (casts, suffixes and other
+    macros resolved); None when it is not an integer constant expression."""
+    text = defines.get(name)
+    if text is None or depth > 16:
+        return None
+    expr = _CAST.sub("", text)
+    expr = re.sub(r"\b(0[xX][0-9a-fA-F]+|\d+)[uUlL]*\b", r"\1", expr)
+    unresolved = []
+
+    def substitute(match: re.Match[str]) -> str:
+        value = _evaluate(match.group(0), defines, depth + 1)
+        if value is None:
+            unresolved.append(match.group(0))
+            return "0"
+        return str(value)
+
+    expr = re.sub(r"\b[A-Za-z_]\w*\b", substitute, expr)
+    if unresolved or not re.fullmatch(r"[0-9a-fA-FxX\s()+\-*/%<>&|^~]*", expr):
+        return None
+    try:
+        return int(eval(expr, {"__builtins__": {}}))  # digits and operators only, checked above
+    except (SyntaxError, ZeroDivisionError, TypeError):
+        return None
+
+
+def derive_macros(names: list[str], elf_path: Path, version: Version) -> dict[str, int]:
+    """The integer macros among `names` that the interpreter's headers define, as its own build
+    saw them (the C preprocessor over Python.h and MACRO_HEADERS, with Py_BUILD_CORE)."""
+    dirs, sysroot = header_dirs(elf_path, version)
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not dirs or not names or cc is None:
+        return {}
+    source = '#include "Python.h"\n' + "".join(
+        f'#include "{h}"\n' for h in MACRO_HEADERS if (dirs[0] / h).is_file()
+    )
+    command = [cc, "-E", "-dM", "-DPy_BUILD_CORE", "-x", "c", "-", *(f"-I{d}" for d in dirs)]
+    if sysroot is not None:
+        command.append(f"--sysroot={sysroot}")
+    result = subprocess.run(
+        command, input=source, capture_output=True, text=True, timeout=120, check=False
+    )
+    if result.returncode != 0:
+        raise DeriveError(f"the C preprocessor failed on {dirs[0]}: {result.stderr[-500:]}")
+    defines = {}
+    for line in result.stdout.splitlines():
+        match = _MACRO_LINE.match(line)
+        if match:
+            defines[match.group(1)] = match.group(2)
+    found = {name: _evaluate(name, defines) for name in names}
+    return {name: value for name, value in found.items() if value is not None}
 
 
 # --------------------------------------------------------------------------------------------
@@ -585,8 +687,19 @@ def render(version: Version, elf_path: Path, derived: Derived) -> str:
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
+def wanted_specs() -> tuple[StructSpec, ...]:
+    """The StructSpecs of the structs the engine declares it reads."""
+    wanted = engine_fields.wanted_structs()
+    known = {spec.key for spec in STRUCTS}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise DeriveError(f"declared structs without a StructSpec (add them): {unknown}")
+    return tuple(spec for spec in STRUCTS if spec.key in wanted)
+
+
 def derive_one(target: Path, out_dir: Path, version: Version | None = None) -> Path:
-    """Derive the table for one interpreter and write it; returns the written path."""
+    """Derive the table for one interpreter, check it against the engine's declarations and
+    write it; returns the written path."""
     elf_path, named = find_elf(target)
     version = version or named
     if version is None:
@@ -594,11 +707,23 @@ def derive_one(target: Path, out_dir: Path, version: Version | None = None) -> P
         if match is None:
             raise DeriveError(f"cannot tell the Python version of {target}; pass --version")
         version = (int(match.group(1)), int(match.group(2)))
-    derived = derive(elf_path, version)
-    missing = [s.key for s in STRUCTS if s.expected(version) and s.key not in derived.structs]
+    specs = wanted_specs()
+    derived = derive(elf_path, version, specs)
+    macros = [n for n in engine_fields.wanted_constants() if n not in derived.constants]
+    derived.constants.update(derive_macros(macros, elf_path, version))
+    derived.constants = dict(sorted(derived.constants.items()))
+    missing = [s.key for s in specs if s.expected(version) and s.key not in derived.structs]
+    text = render(version, elf_path, derived)
+    problems = engine_fields.check(parse_table(version, json.loads(text)))
+    if problems:
+        raise DeriveError(
+            f"the table of {elf_path} does not satisfy the engine's declarations: "
+            + "; ".join(problems)
+            + " (for C macros, install the interpreter's headers: its -dev package)"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{version[0]}.{version[1]}.json"
-    out.write_text(render(version, elf_path, derived), encoding="utf-8")
+    out.write_text(text, encoding="utf-8")
     nfields = sum(len(s.fields) for s in derived.structs.values())
     print(
         f"{out}: {len(derived.structs)} structs, {nfields} fields, "

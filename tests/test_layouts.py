@@ -21,6 +21,7 @@ from types import ModuleType
 
 import pytest
 
+from triage.cpython.fields import check, wanted_structs
 from triage.cpython.layout import (
     Bitfield,
     Layout,
@@ -30,6 +31,7 @@ from triage.cpython.layout import (
     available_versions,
     load_layout,
 )
+from triage.cpython.model import Model
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYOUT_DIR = ROOT / "triage" / "cpython" / "layouts"
@@ -37,7 +39,19 @@ SCRIPT = ROOT / "scripts" / "derive_layouts.py"
 PYENV = Path("~/.pyenv/versions").expanduser()
 
 #: The versions whose tables are committed (one per installed interpreter on the dev machines).
-EXPECTED_VERSIONS = [(2, 7), (3, 6), (3, 7), (3, 8), (3, 9), (3, 10), (3, 11), (3, 12), (3, 13)]
+EXPECTED_VERSIONS = [
+    (2, 7),
+    (3, 6),
+    (3, 7),
+    (3, 8),
+    (3, 9),
+    (3, 10),
+    (3, 11),
+    (3, 12),
+    (3, 13),
+    (3, 14),
+    (3, 15),
+]
 
 TABLES = sorted(LAYOUT_DIR.glob("*.json"))
 
@@ -98,165 +112,76 @@ def test_table_is_well_formed(path: Path) -> None:
             assert bf["offset"] * 8 + bf["bit_offset"] + bf["bit_size"] <= size * 8, (name, field)
 
 
-def _core_fields(version: tuple[int, int]) -> list[tuple[str, str]]:
-    """(struct, field) pairs a stack reader needs for ``version``."""
-    fields = [
-        ("PyObject", "ob_type"),
-        ("PyVarObject", "ob_size"),
-        ("PyTypeObject", "tp_name"),
-        ("PyTypeObject", "tp_flags"),
-        ("PyTypeObject", "tp_basicsize"),
-        ("PyTypeObject", "tp_dictoffset"),
-        ("PyCodeObject", "co_filename"),
-        ("PyCodeObject", "co_name"),
-        ("PyCodeObject", "co_firstlineno"),
-        ("PyCodeObject", "co_argcount"),
-        ("PyCodeObject", "co_flags"),
-        ("PyThreadState", "next"),
-        ("PyThreadState", "interp"),
-        ("PyThreadState", "thread_id"),
-        ("PyInterpreterState", "next"),
-        ("PyInterpreterState", "sysdict"),
-        ("PyInterpreterState", "builtins"),
-        ("PyTupleObject", "ob_item"),
-        ("PyListObject", "ob_item"),
-        ("PyFloatObject", "ob_fval"),
-        ("PyDictObject", "ma_used"),
-        ("PyGenObject", "gi_name" if version >= (3, 5) else "gi_frame"),
-        ("PyFunctionObject", "func_code"),
-        ("PyCellObject", "ob_ref"),
-        ("PyModuleObject", "md_dict"),
-    ]
-    if version <= (3, 10):
-        fields += [
-            ("PyThreadState", "frame"),
-            ("PyFrameObject", "f_back"),
-            ("PyFrameObject", "f_code"),
-            ("PyFrameObject", "f_lasti"),
-            ("PyFrameObject", "f_localsplus"),
-            ("PyInterpreterState", "tstate_head"),
-            ("PyCodeObject", "co_code"),
-            ("PyCodeObject", "co_varnames"),
-            ("PyCodeObject", "co_linetable" if version >= (3, 10) else "co_lnotab"),
-        ]
-    else:
-        fields += [
-            ("PyInterpreterState", "threads.head"),
-            ("PyThreadState", "native_thread_id"),
-            ("_PyInterpreterFrame", "previous"),
-            ("_PyInterpreterFrame", "localsplus"),
-            ("_PyInterpreterFrame", "owner"),
-            ("PyFrameObject", "f_frame"),
-            ("PyCodeObject", "co_qualname"),
-            ("PyCodeObject", "co_linetable"),
-            ("PyCodeObject", "co_code_adaptive"),
-            ("PyCodeObject", "co_localsplusnames"),
-            ("PyCodeObject", "co_localspluskinds"),
-            ("PyGenObject", "gi_iframe"),
-            ("PyDictKeysObject", "dk_log2_size"),
-            ("PyDictKeysObject", "dk_kind"),
-        ]
-    if (3, 11) <= version <= (3, 12):
-        fields += [
-            ("PyThreadState", "cframe"),
-            ("_PyCFrame", "current_frame"),
-            ("_PyInterpreterFrame", "f_code"),
-            ("_PyInterpreterFrame", "prev_instr"),
-        ]
-    if version == (3, 11):
-        fields.append(("_PyInterpreterFrame", "is_entry"))
-    if version >= (3, 13):
-        fields += [
-            ("PyThreadState", "current_frame"),
-            ("_PyInterpreterFrame", "f_executable"),
-            ("_PyInterpreterFrame", "instr_ptr"),
-            ("_PyRuntimeState", "debug_offsets"),
-            ("_PyRuntimeState", "debug_offsets.cookie"),
-            ("_Py_DebugOffsets", "thread_state.native_thread_id"),
-            ("_Py_DebugOffsets", "interpreter_frame.instr_ptr"),
-        ]
-    if version >= (3, 7):
-        fields += [
-            ("_PyRuntimeState", "interpreters.head"),
-            ("_PyRuntimeState", "interpreters.main"),
-            ("_PyRuntimeState", "main_thread" if version >= (3, 8) else "interpreters.head"),
-            ("_PyRuntimeState", "_finalizing" if version >= (3, 9) else "finalizing"),
-            ("_gil_runtime_state", "locked"),
-            ("_gil_runtime_state", "last_holder"),
-            ("_gc_runtime_state", "collecting"),
-        ]
-    if (3, 7) <= version <= (3, 11):
-        fields += [
-            ("_PyRuntimeState", "gilstate.tstate_current"),
-            ("_PyRuntimeState", "ceval.gil.locked"),
-            ("_PyRuntimeState", "ceval.gil.last_holder"),
-        ]
-    if version in ((3, 7), (3, 8)):
-        fields.append(("_PyRuntimeState", "gc.collecting"))
-    if version >= (3, 9):
-        fields.append(("PyInterpreterState", "gc.collecting"))
-    if version >= (3, 12):
-        fields += [
-            ("PyInterpreterState", "ceval.gil"),
-            ("PyInterpreterState", "_gil.locked"),
-            ("PyInterpreterState", "_gil.last_holder"),
-            ("PyInterpreterState", "imports.modules"),
-            ("PyLongObject", "long_value.lv_tag"),
-            ("PyLongObject", "long_value.ob_digit"),
-            ("_PyInterpreterFrame", "f_funcobj"),
-        ]
-    else:
-        fields += [("PyInterpreterState", "modules"), ("PyLongObject", "ob_digit")]
-    if version >= (3, 3):
-        fields += [
-            ("PyASCIIObject", "length"),
-            ("PyASCIIObject", "state"),
-            ("PyCompactUnicodeObject", "utf8_length"),
-            ("PyUnicodeObject", "data.any"),
-            ("PyBytesObject", "ob_sval"),
-            ("PyDictObject", "ma_keys"),
-            ("PyDictKeysObject", "dk_nentries"),
-        ]
-    else:
-        fields += [
-            ("PyStringObject", "ob_sval"),
-            ("PyStringObject", "ob_size"),
-            ("PyUnicodeObject", "str"),
-            ("PyUnicodeObject", "length"),
-            ("PyIntObject", "ob_ival"),
-            ("PyDictObject", "ma_table"),
-            ("PyDictObject", "ma_mask"),
-            ("PyDictEntry", "me_key"),
-            ("PyInstanceObject", "in_class"),
-            ("PyInstanceObject", "in_dict"),
-            ("PyClassObject", "cl_name"),
-        ]
-    return fields
-
-
 @pytest.mark.parametrize("path", TABLES, ids=[p.stem for p in TABLES])
-def test_table_has_core_fields(path: Path) -> None:
-    version = _version_of(path)
-    layout = load_layout(*version)
-    missing = [(s, f) for s, f in _core_fields(version) if not layout.has(s, f)]
-    assert not missing, f"{path.name} lacks {missing}"
+def test_table_satisfies_every_declaration(path: Path) -> None:
+    """Every member a reader declares for this version's model resolves in its table (the
+    declarations are the one list of what the engine reads)."""
+    layout = load_layout(*_version_of(path))
+    assert check(layout) == []
     assert layout.constant("PyLong_SHIFT") == 30
-    if version >= (3, 3):
-        kind = layout.bitfield("PyASCIIObject", "state.kind")
-        assert kind.bit_size == 3
-        assert kind.offset == layout.offset("PyASCIIObject", "state")
-        assert layout.bitfield("PyASCIIObject", "state.compact").bit_size == 1
-        assert layout.bitfield("PyASCIIObject", "state.ascii").bit_size == 1
-    else:
-        assert layout.constant("sizeof(Py_UNICODE)") in (2, 4)
-    if version >= (3, 6):
-        assert layout.constant("sizeof(_Py_CODEUNIT)") == 2
-    if version >= (3, 11):
-        assert layout.constant("FRAME_OWNED_BY_THREAD") == 0
-        assert layout.constant("FRAME_OWNED_BY_GENERATOR") == 1
-        assert layout.constant("FRAME_OWNED_BY_FRAME_OBJECT") == 2
-    if version >= (3, 12):
-        assert layout.constant("FRAME_OWNED_BY_CSTACK") == 3
+
+
+#: What each version's model must say (see triage/cpython/model.py): frame model, shim owners
+#: of entry frames, line table, int and dict representations, stack-reference tag bits.
+MODEL_EXPECTED = {
+    (2, 7): ("frame_objects", set(), "lnotab_unsigned", "py2", "py2", "dictoffset", 0),
+    (3, 6): ("frame_objects", set(), "lnotab", "ob_size", "dk_size", "dictoffset", 0),
+    (3, 9): ("frame_objects", set(), "lnotab", "ob_size", "dk_size", "dictoffset", 0),
+    (3, 10): ("frame_objects", set(), "linetable_310", "ob_size", "dk_size", "dictoffset", 0),
+    (3, 11): ("cframe", set(), "locations", "ob_size", "log2", "values_before", 0),
+    (3, 12): ("cframe", {3}, "locations", "lv_tag", "log2", "dict_or_values", 0),
+    (3, 13): ("thread_state", {3}, "locations", "lv_tag", "log2", "inline_values", 0),
+    (3, 14): ("thread_state", {3, 4}, "locations", "lv_tag", "log2", "inline_values", 3),
+    (3, 15): ("thread_state", {3}, "locations", "lv_tag", "log2", "inline_values", 3),
+}
+
+
+@pytest.mark.parametrize("version", sorted(MODEL_EXPECTED), ids=lambda v: f"{v[0]}.{v[1]}")
+def test_model_choices(version: tuple[int, int]) -> None:
+    if version not in available_versions():
+        pytest.skip(f"no table for {version}")
+    model = Model.of(load_layout(*version))
+    frames, shims, table, ints, keys, dicts, tags = MODEL_EXPECTED[version]
+    assert model.frames == frames
+    assert model.shim_owners == shims
+    assert model.line_table == table
+    assert model.ints == ints
+    assert model.dict_keys == keys
+    assert model.instance_dicts == dicts
+    assert model.stackref_tags == tags
+    assert model.entry_flag == (version == (3, 11))
+    assert model.py2_objects == (version == (2, 7))
+    assert model.qualnames_from_self == (version < (3, 11))
+    assert model.gil == (
+        "interpreter" if version >= (3, 12) else "runtime" if version >= (3, 7) else "symbol"
+    )
+    assert not model.free_threaded
+
+
+def test_stack_references_decode_as_the_headers_define() -> None:
+    """3.14+: low bits are tags (Py_TAG_BITS); Py_INT_TAG marks an unboxed int shifted left
+    by two; NULL is the refcount tag alone."""
+    if (3, 14) not in available_versions():
+        pytest.skip("no 3.14 table")
+    model = Model.of(load_layout(3, 14))
+    assert model.untag(0x7F0012345679) == 0x7F0012345678  # a pointer with Py_TAG_REFCNT
+    assert model.untag(0x7F0012345678) == 0x7F0012345678
+    assert model.untag(1) == 0  # PyStackRef_NULL
+    assert model.untag((42 << 2) | 3) == 0
+    assert model.unboxed_int((42 << 2) | 3) == 42
+    assert model.unboxed_int(((-7 << 2) | 3) & (2**64 - 1)) == -7
+    assert model.unboxed_int(0x7F0012345679) is None
+    old = Model.of(load_layout(3, 13))
+    assert old.untag(0x7F0012345679) == 0x7F0012345679
+    assert old.unboxed_int(0xAB) is None
+
+
+def test_declarations_cover_what_the_derivation_derives() -> None:
+    """scripts/derive_layouts.py knows the C names of every declared struct, and derives
+    nothing the engine does not declare."""
+    script = _load_script()
+    assert {spec.key for spec in script.wanted_specs()} == wanted_structs()
+    assert {spec.key for spec in script.STRUCTS} == wanted_structs()
 
 
 def test_fields_that_must_not_exist() -> None:

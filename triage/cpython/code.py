@@ -5,8 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from triage.cpython import linetable
+from triage.cpython.fields import Field, Offsets, Optional
 from triage.cpython.objects import ObjectReader
 from triage.errors import AddressError
+
+
+class CodeFields(Offsets):
+    """What a frame shows of its code object."""
+
+    filename = Field("PyCodeObject", "co_filename", debug="code_object.filename")
+    name = Field("PyCodeObject", "co_name", debug="code_object.name")
+    qualname = Optional("PyCodeObject", "co_qualname", debug="code_object.qualname")
+    firstlineno = Field("PyCodeObject", "co_firstlineno", debug="code_object.firstlineno")
+    table = Field("PyCodeObject", "co_linetable", "co_lnotab", debug="code_object.linetable")
+
+
+class AdaptiveCodeFields(Offsets, when=lambda m: m.line_table == "locations"):
+    """3.11+: the bytecode lives in the code object; instruction pointers point into it."""
+
+    code_adaptive = Field("PyCodeObject", "co_code_adaptive", debug="code_object.co_code_adaptive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,23 +46,15 @@ class CodeReader:
 
     def __init__(self, objects: ObjectReader) -> None:
         self.objects = objects
-        lay = objects.layout
-        co = "PyCodeObject"
-        self.f_filename = lay.offset(co, "co_filename")
-        self.f_name = lay.offset(co, "co_name")
-        self.f_qualname = lay.offset(co, "co_qualname") if lay.has(co, "co_qualname") else None
-        self.f_firstlineno = lay.offset(co, "co_firstlineno")
-        if lay.has(co, "co_code_adaptive"):
-            self.format = "locations"
-            self.f_table = lay.offset(co, "co_linetable")
-            self.code_adaptive = lay.offset(co, "co_code_adaptive")
-        elif lay.has(co, "co_linetable"):
-            self.format = "linetable310"
-            self.f_table = lay.offset(co, "co_linetable")
-        else:
-            self.format = "lnotab"
-            self.f_table = lay.offset(co, "co_lnotab")
-        self.signed_lnotab = lay.version >= (3, 6)
+        f = objects.fields(CodeFields)
+        self.f_filename = f.filename
+        self.f_name = f.name
+        self.f_qualname = f.qualname
+        self.f_firstlineno = f.firstlineno
+        self.f_table = f.table
+        self.format = objects.model.line_table
+        if self.format == "locations":
+            self.code_adaptive = objects.fields(AdaptiveCodeFields).code_adaptive
         self._cache: dict[int, CodeInfo] = {}
 
     def read(self, address: int) -> CodeInfo:
@@ -83,10 +92,10 @@ class CodeReader:
             return linetable.Position(code.firstlineno, None, None, None)
         if self.format == "locations":
             return linetable.position_from_locations(code.table, code.firstlineno, where)
-        if self.format == "linetable310":
+        if self.format == "linetable_310":
             line = linetable.line_from_linetable_310(code.table, code.firstlineno, where)
         else:
             line = linetable.line_from_lnotab(
-                code.table, code.firstlineno, where, signed_deltas=self.signed_lnotab
+                code.table, code.firstlineno, where, signed_deltas=self.format == "lnotab"
             )
         return linetable.Position(line, None, None, None)

@@ -15,6 +15,7 @@ int that is not an int, a dict that is not a dict) raises ``UnexpectedObject``, 
 
 from __future__ import annotations
 
+from triage.cpython.fields import Constant, Field, Offsets, Size
 from triage.cpython.objects import ObjectReader
 from triage.errors import AddressError
 
@@ -38,16 +39,92 @@ Py_TPFLAGS_STRING_SUBCLASS = 1 << 27  # bytes on 3.x, str on 2.7
 Py_TPFLAGS_UNICODE_SUBCLASS = 1 << 28
 Py_TPFLAGS_DICT_SUBCLASS = 1 << 29
 
-# 3.12+ PyLongObject.long_value.lv_tag: the low two bits are the sign (0 positive, 1 zero,
-# 2 negative), the digit count starts at bit 3 (SIGN_MASK and NON_SIZE_BITS in
-# Include/internal/pycore_long.h; _PyLong_SIGN_MASK/_PyLong_NON_SIZE_BITS in longintrepr.h).
-_LV_SIGN_MASK = 3
-_LV_NON_SIZE_BITS = 3
-
 _PTR = 8  # sizeof(PyObject *) on x86-64, the only architecture cores are read for
 
 MAX_DICT_ENTRIES = 100_000
 MAX_INT_DIGITS = 1 << 12  # 36 000-bit ints are plenty for what a debugger reads
+
+
+class DictFields(Offsets, when=lambda m: not m.py2_objects):
+    """3.x dicts: a keys object of entries, values in it or in a separate array."""
+
+    ma_keys = Field("PyDictObject", "ma_keys", debug="dict_object.ma_keys")
+    ma_values = Field("PyDictObject", "ma_values", debug="dict_object.ma_values")
+    dk_nentries = Field("PyDictKeysObject", "dk_nentries")
+    dk_indices = Field("PyDictKeysObject", "dk_indices")
+    entry_size = Size("PyDictKeyEntry")
+    me_key = Field("PyDictKeyEntry", "me_key")
+    me_value = Field("PyDictKeyEntry", "me_value")
+
+
+class SizedKeys(Offsets, when=lambda m: m.dict_keys == "dk_size"):
+    """3.6-3.10: the table size itself; index width follows from it."""
+
+    dk_size = Field("PyDictKeysObject", "dk_size")
+
+
+class Log2Keys(Offsets, when=lambda m: m.dict_keys == "log2"):
+    """3.11+: sizes as log2, and unicode-only keys stored without hashes."""
+
+    dk_log2_size = Field("PyDictKeysObject", "dk_log2_size")
+    dk_log2_index_bytes = Field("PyDictKeysObject", "dk_log2_index_bytes")
+    dk_kind = Field("PyDictKeysObject", "dk_kind")
+    general = Constant("DICT_KEYS_GENERAL")
+    unicode_size = Size("PyDictUnicodeEntry")
+    unicode_key = Field("PyDictUnicodeEntry", "me_key")
+    unicode_value = Field("PyDictUnicodeEntry", "me_value")
+
+
+class Py2Fields(Offsets, when=lambda m: m.py2_objects):
+    """2.7: open-addressing dicts, machine ints, old-style instances."""
+
+    ma_mask = Field("PyDictObject", "ma_mask")
+    ma_table = Field("PyDictObject", "ma_table")
+    entry_size = Size("PyDictEntry")
+    me_key = Field("PyDictEntry", "me_key")
+    me_value = Field("PyDictEntry", "me_value")
+    ob_ival = Field("PyIntObject", "ob_ival")
+    in_dict = Field("PyInstanceObject", "in_dict")
+
+
+class LongFields(Offsets):
+    """Arbitrary-precision ints: digits of PyLong_SHIFT bits."""
+
+    digit_size = Constant("sizeof(digit)")
+    shift = Constant("PyLong_SHIFT")
+    ob_digit = Field("PyLongObject", "long_value.ob_digit", "ob_digit")
+
+
+class TaggedLongFields(Offsets, when=lambda m: m.ints == "lv_tag"):
+    """3.12+: sign and digit count in `long_value.lv_tag` (the header's macros)."""
+
+    lv_tag = Field("PyLongObject", "long_value.lv_tag", debug="long_object.lv_tag")
+    sign_mask = Constant("_PyLong_SIGN_MASK")
+    non_size_bits = Constant("_PyLong_NON_SIZE_BITS")
+
+
+class TypeFields(Offsets):
+    """Where a type puts an instance's dict."""
+
+    tp_dictoffset = Field("PyTypeObject", "tp_dictoffset")
+    tp_basicsize = Field("PyTypeObject", "tp_basicsize")
+    tp_itemsize = Field("PyTypeObject", "tp_itemsize")
+
+
+class ManagedDictFields(Offsets, when=lambda m: m.instance_dicts != "dictoffset"):
+    """3.11+ managed dicts: slots before the object's GC header, shared keys on the type."""
+
+    gc_head = Size("PyGC_Head")
+    ht_cached_keys = Field("PyHeapTypeObject", "ht_cached_keys")
+    values = Field("PyDictValues", "values")
+
+
+class InlineValuesFields(Offsets, when=lambda m: m.instance_dicts == "inline_values"):
+    """3.13+: an instance's values right after it, with a prefix saying how many."""
+
+    capacity = Field("PyDictValues", "capacity")
+    valid = Field("PyDictValues", "valid")
+    values = Field("PyDictValues", "values")
 
 
 class UnexpectedObject(AddressError):
@@ -92,9 +169,9 @@ def dict_items(
         raise UnexpectedObject(d, f"not a dict but a {objects.type_name(d)!r}")
     if objects.py2:
         return _items27(objects, d, limit)
-    lay, mem = objects.layout, objects.memory
-    keys = mem.u64(d + lay.offset("PyDictObject", "ma_keys"))
-    values = mem.u64(d + lay.offset("PyDictObject", "ma_values"))
+    f, mem = objects.fields(DictFields), objects.memory
+    keys = mem.u64(d + f.ma_keys)
+    values = mem.u64(d + f.ma_values)
     if not keys:
         raise UnexpectedObject(d, "dict without keys")
     if values:
@@ -104,14 +181,13 @@ def dict_items(
 
 def _items27(objects: ObjectReader, d: int, limit: int) -> list[tuple[int, int]]:
     """2.7: an open-addressing table of ma_mask + 1 PyDictEntry slots; dummies have no value."""
-    lay, mem = objects.layout, objects.memory
-    mask = mem.i64(d + lay.offset("PyDictObject", "ma_mask"))
-    table = mem.u64(d + lay.offset("PyDictObject", "ma_table"))
+    f, mem = objects.fields(Py2Fields), objects.memory
+    mask = mem.i64(d + f.ma_mask)
+    table = mem.u64(d + f.ma_table)
     slots = mask + 1
     if slots <= 0 or slots & mask or slots > 4 * limit or not table:
         raise UnexpectedObject(d, f"implausible dict table size {slots}")
-    size = lay.size("PyDictEntry")
-    k_off, v_off = lay.offset("PyDictEntry", "me_key"), lay.offset("PyDictEntry", "me_value")
+    size, k_off, v_off = f.entry_size, f.me_key, f.me_value
     raw = mem.read(table, slots * size)
     out = []
     for base in range(0, len(raw), size):
@@ -125,21 +201,21 @@ def _items27(objects: ObjectReader, d: int, limit: int) -> list[tuple[int, int]]
 def _key_entries(objects: ObjectReader, keys: int, limit: int) -> list[tuple[int, int]]:
     """Every entry of a PyDictKeysObject, in entry order, as (me_key, me_value), NULLs kept
     (so that entry i lines up with values[i] of a split table)."""
-    lay, mem = objects.layout, objects.memory
-    struct = "PyDictKeysObject"
-    nentries = mem.i64(keys + lay.offset(struct, "dk_nentries"))
-    indices = keys + lay.offset(struct, "dk_indices")
-    if lay.has(struct, "dk_log2_size"):  # 3.11+: sizes as log2, entry type by dk_kind
-        head = mem.read(keys, lay.offset(struct, "dk_indices"))
-        log2_size = head[lay.offset(struct, "dk_log2_size")]
-        index_bytes = 1 << head[lay.offset(struct, "dk_log2_index_bytes")]
-        kind = head[lay.offset(struct, "dk_kind")]
+    mem = objects.memory
+    f = objects.fields(DictFields)
+    nentries = mem.i64(keys + f.dk_nentries)
+    indices = keys + f.dk_indices
+    size, k_off, v_off = f.entry_size, f.me_key, f.me_value
+    if objects.model.dict_keys == "log2":  # 3.11+: sizes as log2, entry type by dk_kind
+        g = objects.fields(Log2Keys)
+        head = mem.read(keys, f.dk_indices)
+        log2_size = head[g.dk_log2_size]
+        index_bytes = 1 << head[g.dk_log2_index_bytes]
         table_size = 1 << log2_size if log2_size < 63 else 0
-        entry = (
-            "PyDictKeyEntry" if kind == lay.constant("DICT_KEYS_GENERAL") else "PyDictUnicodeEntry"
-        )
+        if head[g.dk_kind] != g.general:
+            size, k_off, v_off = g.unicode_size, g.unicode_key, g.unicode_value
     else:  # 3.6-3.10: dk_size slots; the index width follows from it (DK_IXSIZE)
-        table_size = mem.i64(keys + lay.offset(struct, "dk_size"))
+        table_size = mem.i64(keys + objects.fields(SizedKeys).dk_size)
         if table_size <= 0xFF:
             width = 1
         elif table_size <= 0xFFFF:
@@ -149,13 +225,10 @@ def _key_entries(objects: ObjectReader, keys: int, limit: int) -> list[tuple[int
         else:
             width = 8
         index_bytes = table_size * width
-        entry = "PyDictKeyEntry"
     if table_size <= 0 or table_size & (table_size - 1) or not 0 <= nentries <= table_size:
         raise UnexpectedObject(keys, f"implausible dict keys (size {table_size}, {nentries} used)")
     if nentries > limit:
         raise UnexpectedObject(keys, f"dict of {nentries} entries exceeds the limit of {limit}")
-    size = lay.size(entry)
-    k_off, v_off = lay.offset(entry, "me_key"), lay.offset(entry, "me_value")
     raw = mem.read(indices + index_bytes, nentries * size)
     return [
         (
@@ -170,9 +243,8 @@ def _values_array(objects: ObjectReader, values: int) -> int:
     """Address of the first value of a split table's values (``ma_values`` or the object's own
     values): a bare ``PyObject *[]`` up to 3.10, ``PyDictValues.values`` from 3.11 (after a
     capacity/size/embedded/valid prefix in 3.13)."""
-    lay = objects.layout
-    if lay.has("PyDictValues", "values"):
-        return values + lay.offset("PyDictValues", "values")
+    if objects.model.instance_dicts != "dictoffset":
+        return values + objects.fields(ManagedDictFields).values
     return values
 
 
@@ -227,27 +299,26 @@ def dict_get_str(objects: ObjectReader, d: int, key: str) -> int | None:
 def int_value(objects: ObjectReader, obj: int) -> int:
     """The value of an int (2.7 int or long, 3.x int, bool included)."""
     flags = _type_flags(objects, obj)
-    lay, mem = objects.layout, objects.memory
+    mem = objects.memory
     if objects.py2 and flags & Py_TPFLAGS_INT_SUBCLASS:
-        return mem.i64(obj + lay.offset("PyIntObject", "ob_ival"))
+        return mem.i64(obj + objects.fields(Py2Fields).ob_ival)
     if not flags & Py_TPFLAGS_LONG_SUBCLASS:
         raise UnexpectedObject(obj, f"not an int but a {objects.type_name(obj)!r}")
-    if lay.has("PyLongObject", "long_value.lv_tag"):  # 3.12+
-        tag = mem.u64(obj + lay.offset("PyLongObject", "long_value.lv_tag"))
-        ndigits = tag >> _LV_NON_SIZE_BITS
-        sign = 1 - (tag & _LV_SIGN_MASK)
-        digits_at = obj + lay.offset("PyLongObject", "long_value.ob_digit")
+    f = objects.fields(LongFields)
+    if objects.model.ints == "lv_tag":  # 3.12+
+        t = objects.fields(TaggedLongFields)
+        tag = mem.u64(obj + t.lv_tag)
+        ndigits = tag >> t.non_size_bits
+        sign = 1 - (tag & t.sign_mask)
     else:
         size = mem.i64(obj + objects.ob_size)
         ndigits, sign = abs(size), (size > 0) - (size < 0)
-        digits_at = obj + lay.offset("PyLongObject", "ob_digit")
     if sign not in (-1, 0, 1) or ndigits > MAX_INT_DIGITS:
         raise UnexpectedObject(obj, f"implausible int ({ndigits} digits, sign {sign})")
     if sign == 0 or ndigits == 0:
         return 0
-    width = lay.constant("sizeof(digit)")
-    shift = lay.constant("PyLong_SHIFT")
-    raw = mem.read(digits_at, ndigits * width)
+    width, shift = f.digit_size, f.shift
+    raw = mem.read(obj + f.ob_digit, ndigits * width)
     value = 0
     for i in range(ndigits - 1, -1, -1):
         value = (value << shift) | int.from_bytes(raw[i * width : (i + 1) * width], "little")
@@ -262,13 +333,13 @@ def instance_dict_items(objects: ObjectReader, obj: int) -> list[tuple[int, int]
     """The (name, value) pairs of an instance's ``__dict__``, wherever the version keeps them:
     2.7 old-style ``in_dict``; ``tp_dictoffset``; 3.11/3.12 managed dicts before the object;
     3.13 inline values after it. Empty if the object has no instance dict."""
-    lay, mem = objects.layout, objects.memory
+    mem = objects.memory
     tp = objects.type_of(obj)
     if objects.py2 and objects.type_name(obj) == "instance":  # old-style class instance
-        d = mem.u64(obj + lay.offset("PyInstanceObject", "in_dict"))
+        d = mem.u64(obj + objects.fields(Py2Fields).in_dict)
         return dict_items(objects, d) if d else []
     flags = _flags(objects, tp)
-    if lay.version >= (3, 11) and flags & Py_TPFLAGS_MANAGED_DICT:
+    if objects.model.instance_dicts != "dictoffset" and flags & Py_TPFLAGS_MANAGED_DICT:
         return _managed_items(objects, obj, tp, flags)
     d = _dictoffset_dict(objects, obj, tp)
     return dict_items(objects, d) if d else []
@@ -283,13 +354,13 @@ def instance_attribute(objects: ObjectReader, obj: int, name: str) -> int | None
 def _dictoffset_dict(objects: ObjectReader, obj: int, tp: int) -> int:
     """The dict pointer at ``tp_dictoffset`` (counted from the end of a variable-size object
     when negative, as _PyObject_GetDictPtr does); 0 when there is none."""
-    lay, mem = objects.layout, objects.memory
-    offset = mem.i64(tp + lay.offset("PyTypeObject", "tp_dictoffset"))
+    f, mem = objects.fields(TypeFields), objects.memory
+    offset = mem.i64(tp + f.tp_dictoffset)
     if offset == 0:
         return 0
     if offset < 0:
-        basic = mem.i64(tp + lay.offset("PyTypeObject", "tp_basicsize"))
-        item = mem.i64(tp + lay.offset("PyTypeObject", "tp_itemsize"))
+        basic = mem.i64(tp + f.tp_basicsize)
+        item = mem.i64(tp + f.tp_itemsize)
         var = basic + abs(objects.size(obj)) * item
         offset += (var + _PTR - 1) & ~(_PTR - 1)
     if offset < 0 or offset > 1 << 20:
@@ -310,27 +381,27 @@ def _managed_items(objects: ObjectReader, obj: int, tp: int, flags: int) -> list
           PyDictValues sit right after the object (tp_basicsize) with a ``valid`` flag.
     Values without a dict belong to the type's shared keys (PyHeapTypeObject.ht_cached_keys).
     """
-    lay, mem = objects.layout, objects.memory
-    dict_slot = obj - lay.size("PyGC_Head") - _PTR
+    mem, model = objects.memory, objects.model
+    dict_slot = obj - objects.fields(ManagedDictFields).gc_head - _PTR
     slot = mem.u64(dict_slot)
-    if lay.version >= (3, 13):
+    if model.instance_dicts == "inline_values":
         if slot:
             return dict_items(objects, slot)
         if not flags & Py_TPFLAGS_INLINE_VALUES:
             return []
-        values = obj + mem.i64(tp + lay.offset("PyTypeObject", "tp_basicsize"))
-        head = mem.read(values, lay.offset("PyDictValues", "values"))
-        if not head[lay.offset("PyDictValues", "valid")]:
+        f = objects.fields(InlineValuesFields)
+        values = obj + mem.i64(tp + objects.fields(TypeFields).tp_basicsize)
+        head = mem.read(values, f.values)
+        if not head[f.valid]:
             return []
-        capacity = head[lay.offset("PyDictValues", "capacity")]
-        return _cached_key_items(objects, tp, flags, values, capacity)
-    if lay.version >= (3, 12):
+        return _cached_key_items(objects, tp, flags, values, head[f.capacity])
+    if model.instance_dicts == "dict_or_values":
         if not slot:
             return []
         if slot & 1:
             return _cached_key_items(objects, tp, flags, slot + 1, None)
         return dict_items(objects, slot)
-    # 3.11
+    # values_before (3.11)
     if slot:
         return dict_items(objects, slot)
     values = mem.u64(dict_slot - _PTR)
@@ -342,7 +413,7 @@ def _cached_key_items(
 ) -> list[tuple[int, int]]:
     if not flags & Py_TPFLAGS_HEAPTYPE:
         raise UnexpectedObject(tp, "values without a dict on a static type")
-    keys = objects.memory.u64(tp + objects.layout.offset("PyHeapTypeObject", "ht_cached_keys"))
+    keys = objects.memory.u64(tp + objects.fields(ManagedDictFields).ht_cached_keys)
     if not keys:
         return []
     return _split_items(objects, keys, _values_array(objects, values), capacity, MAX_DICT_ENTRIES)

@@ -1,112 +1,134 @@
-"""CPython 3.13+ `_Py_DebugOffsets`: the offsets a debugger needs, published by the interpreter
-itself at the start of `_PyRuntime`. Overlaid on the newest layout table we have, they let a
-newer CPython be read without a new table."""
+"""CPython's own `_Py_DebugOffsets` (3.13+): the offsets a debugger needs, published by the
+interpreter at the start of `_PyRuntime`.
+
+The block is a struct of sections (`runtime_state`, `thread_state`, `interpreter_frame`,
+`code_object`, ...), each starting with the `size` of the structure it describes and then the
+offsets of its members. Its own layout changes between versions (3.14 inserted members and
+sections), so it is parsed with the `_Py_DebugOffsets` layout of a table: the table of the
+version the block declares first, then the others, and a parse counts only when it
+validates (every section's size plausible, every offset inside its section, the members
+that must agree agreeing). The values then correct the table (`overlay`): the interpreter,
+thread and frame states move between micro versions and between release and debug builds,
+and a CPython newer than every table is read through them.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from triage.coredump.memory import CoreMemory
-from triage.cpython.layout import Layout, _Struct
+from triage.cpython.fields import Size, declarations
+from triage.cpython.layout import Layout, _Struct, available_versions, load_layout
 from triage.errors import AddressError
 
-# debug-offset name -> (our struct name, our field name); "@size" names sizeof(struct).
-# A name of the form "a+b" adds the two debug offsets (an embedded struct plus a member of it).
-MAPPING: dict[str, tuple[str, str]] = {
-    "runtime_state.interpreters_head": ("_PyRuntimeState", "interpreters.head"),
-    "runtime_state.finalizing": ("_PyRuntimeState", "_finalizing"),
-    "interpreter_state.id": ("PyInterpreterState", "id"),
-    "interpreter_state.next": ("PyInterpreterState", "next"),
-    "interpreter_state.threads_head": ("PyInterpreterState", "threads.head"),
-    "interpreter_state.imports_modules": ("PyInterpreterState", "imports.modules"),
-    "interpreter_state.sysdict": ("PyInterpreterState", "sysdict"),
-    "interpreter_state.builtins": ("PyInterpreterState", "builtins"),
-    "interpreter_state.ceval_gil": ("PyInterpreterState", "ceval.gil"),
-    "interpreter_state.gil_runtime_state_locked": ("PyInterpreterState", "_gil.locked"),
-    "interpreter_state.gil_runtime_state_holder": ("PyInterpreterState", "_gil.last_holder"),
-    "interpreter_state.gc+gc.collecting": ("PyInterpreterState", "gc.collecting"),
-    "thread_state.prev": ("PyThreadState", "prev"),
-    "thread_state.next": ("PyThreadState", "next"),
-    "thread_state.interp": ("PyThreadState", "interp"),
-    "thread_state.current_frame": ("PyThreadState", "current_frame"),
-    "thread_state.thread_id": ("PyThreadState", "thread_id"),
-    "thread_state.native_thread_id": ("PyThreadState", "native_thread_id"),
-    "interpreter_frame.previous": ("_PyInterpreterFrame", "previous"),
-    "interpreter_frame.executable": ("_PyInterpreterFrame", "f_executable"),
-    "interpreter_frame.instr_ptr": ("_PyInterpreterFrame", "instr_ptr"),
-    "interpreter_frame.localsplus": ("_PyInterpreterFrame", "localsplus"),
-    "interpreter_frame.owner": ("_PyInterpreterFrame", "owner"),
-    "code_object.filename": ("PyCodeObject", "co_filename"),
-    "code_object.name": ("PyCodeObject", "co_name"),
-    "code_object.qualname": ("PyCodeObject", "co_qualname"),
-    "code_object.linetable": ("PyCodeObject", "co_linetable"),
-    "code_object.firstlineno": ("PyCodeObject", "co_firstlineno"),
-    "code_object.argcount": ("PyCodeObject", "co_argcount"),
-    "code_object.localsplusnames": ("PyCodeObject", "co_localsplusnames"),
-    "code_object.localspluskinds": ("PyCodeObject", "co_localspluskinds"),
-    "code_object.co_code_adaptive": ("PyCodeObject", "co_code_adaptive"),
-    "pyobject.ob_type": ("PyObject", "ob_type"),
-    "type_object.tp_name": ("PyTypeObject", "tp_name"),
-    "type_object.tp_flags": ("PyTypeObject", "tp_flags"),
-    "tuple_object.ob_item": ("PyTupleObject", "ob_item"),
-    "tuple_object.ob_size": ("PyVarObject", "ob_size"),
-    "list_object.ob_item": ("PyListObject", "ob_item"),
-    "dict_object.ma_keys": ("PyDictObject", "ma_keys"),
-    "dict_object.ma_values": ("PyDictObject", "ma_values"),
-    "float_object.ob_fval": ("PyFloatObject", "ob_fval"),
-    "long_object.lv_tag": ("PyLongObject", "long_value.lv_tag"),
-    "long_object.ob_digit": ("PyLongObject", "long_value.ob_digit"),
-    "bytes_object.ob_sval": ("PyBytesObject", "ob_sval"),
-    "unicode_object.length": ("PyASCIIObject", "length"),
-    "unicode_object.asciiobject_size": ("PyASCIIObject", "@size"),
-}
+BLOCK = "_Py_DebugOffsets"
+_HEADER = ("cookie", "version", "free_threaded")
+_MAX_SECTION = 1 << 24  # _PyRuntimeState, the largest, is ~350 KB
+# Members that hold the same offset in every version (PyVarObject.ob_size of each object).
+_SAME = ("tuple_object.ob_size", "list_object.ob_size", "bytes_object.ob_size")
 
 
-def read_debug_offsets(memory: CoreMemory, runtime: int, base: Layout) -> dict[str, int]:
-    """Every member of the `_Py_DebugOffsets` block at `runtime`, parsed with `base`'s layout
-    of that struct (u64 each)."""
-    fields = base.fields("_Py_DebugOffsets")
-    size = base.size("_Py_DebugOffsets")
-    raw = memory.read(runtime, size)
-    return {
-        name: int.from_bytes(raw[off : off + 8], "little")
-        for name, off in fields.items()
-        if off + 8 <= size and name not in ("cookie", "version")
-    }
+@dataclass(frozen=True)
+class DebugOffsets:
+    """A validated `_Py_DebugOffsets` block of a core."""
+
+    values: dict[str, int]
+    """Every member, by its dotted name (`thread_state.current_frame`)."""
+    parsed_with: tuple[int, int]
+    """The version whose table gave the block's layout."""
+    free_threaded: bool
+
+    def section_size(self, section: str) -> int | None:
+        return self.values.get(f"{section}.size")
 
 
-def overlay(base: Layout, values: dict[str, int], version: tuple[int, int]) -> Layout:
-    """`base` with every offset the core publishes replacing the table's, labelled `version`."""
+def block_layouts(version: tuple[int, int]) -> list[tuple[int, int]]:
+    """Versions whose table has the block's layout, in the order to try them for `version`:
+    its own, then the nearest, newer before older."""
+    found = [v for v in available_versions() if load_layout(*v).has(BLOCK)]
+    return sorted(found, key=lambda v: (v != version, abs(v[1] - version[1]), -v[1]))
+
+
+def read(memory: CoreMemory, runtime: int, version: tuple[int, int]) -> DebugOffsets | None:
+    """The core's debug offsets, parsed with the first block layout that validates; None when
+    none does (or the block is unreadable)."""
+    for candidate in block_layouts(version):
+        table = load_layout(*candidate)
+        fields = table.fields(BLOCK)
+        try:
+            raw = memory.read(runtime, table.size(BLOCK))
+        except AddressError:
+            return None
+        values = {
+            name: int.from_bytes(raw[off : off + 8], "little")
+            for name, off in fields.items()
+            if "." in name or name == "free_threaded"
+        }
+        if validate(values) is None:
+            return DebugOffsets(values, candidate, bool(values.get("free_threaded", 0)))
+    return None
+
+
+def validate(values: dict[str, int]) -> str | None:
+    """Why a parse of the block cannot be right, or None when it is consistent."""
+    if values.get("free_threaded", 0) not in (0, 1):
+        return f"free_threaded is {values['free_threaded']}"
+    sections = {name.split(".", 1)[0] for name in values if "." in name}
+    sized = sorted(s for s in sections if f"{s}.size" in values)
+    if not sized:
+        return "no section has a size"
+    for section in sized:
+        size = values[f"{section}.size"]
+        if not 0 < size <= _MAX_SECTION:
+            return f"{section}.size is {size}"
+        for name, value in values.items():
+            if not name.startswith(section + ".") or name.endswith("size"):
+                continue
+            if value >= size:
+                return f"{name} ({value}) lies outside {section} ({size} bytes)"
+    same = {values[n] for n in _SAME if n in values}
+    if len(same) > 1:
+        return f"{', '.join(_SAME)} differ"
+    return None
+
+
+def _targets() -> dict[str, list[tuple[str, tuple[str, ...], bool]]]:
+    """Debug-offset name -> [(struct, member names, is a size)] from the declarations."""
+    out: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {}
+    for declared in declarations():
+        for member in declared.members.values():
+            if member.debug:
+                out.setdefault(member.debug, []).append(
+                    (member.struct, member.names, isinstance(member, Size))
+                )
+    return out
+
+
+def overlay(base: Layout, block: DebugOffsets, version: tuple[int, int]) -> Layout:
+    """`base` with every offset the core publishes (and the engine declares) replacing the
+    table's, labelled `version`."""
     structs = {
         name: _Struct(s.size, dict(s.fields), dict(s.bitfields))
         for name, s in base._structs.items()
     }
-    for key, (struct, field) in MAPPING.items():
+    for key, targets in _targets().items():
         parts = key.split("+")
-        try:
-            value = sum(values[p] for p in parts)
-        except KeyError:
+        if not all(p in block.values for p in parts):
             continue
-        entry = structs.get(struct)
-        if entry is None:
-            continue
-        if field == "@size":
-            structs[struct] = entry._replace(size=value)
-        else:
-            entry.fields[field] = value
+        value = sum(block.values[p] for p in parts)
+        for struct, names, is_size in targets:
+            entry = structs.get(struct)
+            if entry is None:
+                continue
+            if is_size:
+                structs[struct] = entry._replace(size=value)
+                continue
+            name = next((n for n in names if n in entry.fields), names[0])
+            entry.fields[name] = value
     return dataclasses.replace(
         base,
         version=version,
         derived_from=f"{base.derived_from} + _Py_DebugOffsets from the core",
         _structs=structs,
     )
-
-
-def layout_from_core(
-    memory: CoreMemory, runtime: int, base: Layout, version: tuple[int, int]
-) -> Layout | None:
-    """The layout for a 3.13+ core: its debug offsets over `base`; None if unreadable."""
-    try:
-        return overlay(base, read_debug_offsets(memory, runtime, base), version)
-    except AddressError:
-        return None

@@ -1,17 +1,18 @@
 """Python frames of one thread, newest first, for every frame representation CPython has had.
 
-Which representation applies is read off the layout (fields present), not off version numbers:
-`PyThreadState.frame` -> a chain of PyFrameObject (2.7-3.10); `cframe` -> _PyCFrame pointing
-at _PyInterpreterFrame (3.11, 3.12); `current_frame` -> _PyInterpreterFrame (3.13+).
+Which representation applies is the layout's `Model.frames`: a chain of `PyFrameObject` from
+`PyThreadState.frame` (2.7-3.10), of `_PyInterpreterFrame` from `.cframe->current_frame`
+(3.11, 3.12) or from `.current_frame` (3.13+). Each frame struct is read with one read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import struct
 from dataclasses import dataclass
 
 from triage.cpython.code import CodeInfo, CodeReader
-from triage.cpython.layout import Layout
+from triage.cpython.fields import Field, Offsets, Optional
 from triage.cpython.objects import ObjectReader
 from triage.cpython.qualnames import QualnameFinder
 from triage.cpython.variables import Variable
@@ -38,6 +39,46 @@ class PyFrame:
     """Arguments and locals, when asked for (`read_python(variables=True)`)."""
 
 
+class FrameObjectFields(Offsets, when=lambda m: m.frames == "frame_objects"):
+    """2.7-3.10: the thread's newest PyFrameObject and its chain."""
+
+    ts_frame = Field("PyThreadState", "frame")
+    f_back = Field("PyFrameObject", "f_back")
+    f_code = Field("PyFrameObject", "f_code")
+    f_lasti = Field("PyFrameObject", "f_lasti")
+
+
+class CFrameFields(Offsets, when=lambda m: m.frames == "cframe"):
+    """3.11, 3.12: the newest interpreter frame, through the thread's _PyCFrame."""
+
+    ts_cframe = Field("PyThreadState", "cframe")
+    current = Field("_PyCFrame", "current_frame")
+
+
+class ThreadFrameFields(Offsets, when=lambda m: m.frames == "thread_state"):
+    """3.13+: the newest interpreter frame, in the thread state itself."""
+
+    ts_current = Field("PyThreadState", "current_frame", debug="thread_state.current_frame")
+
+
+class InterpreterFrameFields(Offsets, when=lambda m: m.frames != "frame_objects"):
+    """3.11+ `_PyInterpreterFrame`s (`f_executable` is a `_PyStackRef` from 3.14)."""
+
+    previous = Field("_PyInterpreterFrame", "previous", debug="interpreter_frame.previous")
+    code = Field(
+        "_PyInterpreterFrame", "f_executable", "f_code", debug="interpreter_frame.executable"
+    )
+    instr = Field(
+        "_PyInterpreterFrame", "instr_ptr", "prev_instr", debug="interpreter_frame.instr_ptr"
+    )
+    owner = Optional("_PyInterpreterFrame", "owner", debug="interpreter_frame.owner")
+    is_entry = Optional("_PyInterpreterFrame", "is_entry")
+
+
+_U64 = struct.Struct("<Q")
+_I32 = struct.Struct("<i")
+
+
 class FrameWalker:
     """Walks the frame stack of a thread state."""
 
@@ -46,89 +87,87 @@ class FrameWalker:
         self.memory = objects.memory
         self.codes = codes
         self.qualnames = QualnameFinder(objects)
-        lay: Layout = objects.layout
-        self.layout = lay
-        ts = "PyThreadState"
-        if lay.has(ts, "frame"):
-            self.mode = "frameobject"
-            self.ts_frame = lay.offset(ts, "frame")
-            self.f_back = lay.offset("PyFrameObject", "f_back")
-            self.f_code = lay.offset("PyFrameObject", "f_code")
-            self.f_lasti = lay.offset("PyFrameObject", "f_lasti")
+        self.model = model = objects.model
+        self.mode = model.frames
+        # A provisional layout (a CPython newer than every table) proves itself frame by
+        # frame: what is not a code object is an error there, not a frame to skip.
+        self.strict = objects.layout.provisional
+        if self.mode == "frame_objects":
+            fo = objects.fields(FrameObjectFields)
+            self.ts_frame, self.f_back, self.f_code = fo.ts_frame, fo.f_back, fo.f_code
+            self.f_lasti = fo.f_lasti
+            self.span = max(fo.f_back + 8, fo.f_code + 8, fo.f_lasti + 4)
+            return
+        if self.mode == "cframe":
+            cf = objects.fields(CFrameFields)
+            self.ts_cframe, self.cframe_current = cf.ts_cframe, cf.current
         else:
-            self.mode = "interpreter"
-            iframe = "_PyInterpreterFrame"
-            if lay.has(ts, "cframe"):
-                self.cframe = lay.offset(ts, "cframe")
-                self.cframe_current = lay.offset("_PyCFrame", "current_frame")
-            else:
-                self.cframe = None
-                self.ts_current = lay.offset(ts, "current_frame")
-            self.previous = lay.offset(iframe, "previous")
-            code_field = "f_code" if lay.has(iframe, "f_code") else "f_executable"
-            self.code = lay.offset(iframe, code_field)
-            instr_field = "prev_instr" if lay.has(iframe, "prev_instr") else "instr_ptr"
-            self.instr = lay.offset(iframe, instr_field)
-            self.is_entry = lay.offset(iframe, "is_entry") if lay.has(iframe, "is_entry") else None
-            self.owner = lay.offset(iframe, "owner") if lay.has(iframe, "owner") else None
-            self.cstack_owner = (
-                lay.constant("FRAME_OWNED_BY_CSTACK")
-                if lay.has_constant("FRAME_OWNED_BY_CSTACK")
-                else 3
-            )
+            self.ts_current = objects.fields(ThreadFrameFields).ts_current
+        f = objects.fields(InterpreterFrameFields)
+        self.previous, self.code, self.instr = f.previous, f.code, f.instr
+        self.owner = f.owner if model.shim_owners else None
+        self.is_entry = f.is_entry if model.entry_flag else None
+        ends = [f.previous + 8, f.code + 8, f.instr + 8]
+        ends += [at + 1 for at in (self.owner, self.is_entry) if at is not None]
+        self.span = max(ends)  # the one read of each frame covers what is used of it
 
     def first_frame(self, tstate: int) -> int:
-        if self.mode == "frameobject":
+        if self.mode == "frame_objects":
             return self.memory.u64(tstate + self.ts_frame)
-        if self.cframe is not None:
-            cframe = self.memory.u64(tstate + self.cframe)
+        if self.mode == "cframe":
+            cframe = self.memory.u64(tstate + self.ts_cframe)
             return self.memory.u64(cframe + self.cframe_current) if cframe else 0
         return self.memory.u64(tstate + self.ts_current)
 
     def frames(self, tstate: int) -> list[PyFrame]:
         """The thread's Python frames, newest first. Unreadable frames end the walk."""
         frame = self.first_frame(tstate)
-        if self.mode == "frameobject":
+        if self.mode == "frame_objects":
             return self._frame_objects(frame)
         return self._interpreter_frames(frame)
 
     def _frame_objects(self, frame: int) -> list[PyFrame]:
         out: list[PyFrame] = []
         seen: set[int] = set()
+        read, span = self.memory.read, self.span
         while frame and frame not in seen and len(out) < MAX_FRAMES:
             seen.add(frame)
-            code = self.codes.read(self.memory.u64(frame + self.f_code))
-            lasti = self.memory.i32(frame + self.f_lasti)
+            raw = read(frame, span)
+            code = self.codes.read(_U64.unpack_from(raw, self.f_code)[0])
+            lasti = _I32.unpack_from(raw, self.f_lasti)[0]
             qualname = self.qualnames.qualname(frame, code)
             out.append(self._frame(frame, code, lasti, entry=True, qualname=qualname))
-            frame = self.memory.u64(frame + self.f_back)
+            frame = _U64.unpack_from(raw, self.f_back)[0]
         return out
 
     def _interpreter_frames(self, frame: int) -> list[PyFrame]:
         out: list[PyFrame] = []
         seen: set[int] = set()
+        read, span, untag = self.memory.read, self.span, self.model.untag
+        shims, owner_at, entry_at = self.model.shim_owners, self.owner, self.is_entry
         while frame and frame not in seen and len(out) < MAX_FRAMES:
             seen.add(frame)
-            previous = self.memory.u64(frame + self.previous)
-            if self.owner is not None:
-                owner = self.memory.read(frame + self.owner, 1)[0]
-                if owner == self.cstack_owner:  # a shim: the frames above it were a C call
-                    if out:
-                        out[-1] = _as_entry(out[-1])
-                    frame = previous
-                    continue
-            code_addr = self.memory.u64(frame + self.code)
+            raw = read(frame, span)
+            previous = _U64.unpack_from(raw, self.previous)[0]
+            if owner_at is not None and raw[owner_at] in shims:
+                # Not a Python frame: the eval loop's entry frame (the frames above it were
+                # run by one C call of the eval loop).
+                if out:
+                    out[-1] = _as_entry(out[-1])
+                frame = previous
+                continue
+            code_addr = untag(_U64.unpack_from(raw, self.code)[0])
             try:
                 code = self.codes.read(code_addr)
             except (AddressError, ValueError):
+                if self.strict:
+                    raise
                 frame = previous
                 continue
-            instr = self.memory.u64(frame + self.instr)
+            instr = _U64.unpack_from(raw, self.instr)[0]
             index = (instr - code.code_start) // 2 if code.code_start else -1
-            entry = bool(
-                self.is_entry is not None and self.memory.read(frame + self.is_entry, 1)[0]
-            )
-            out.append(self._frame(frame, code, index, entry=bool(entry)))
+            entry = entry_at is not None and raw[entry_at] != 0
+            out.append(self._frame(frame, code, index, entry=entry))
             frame = previous
         if out:
             out[-1] = _as_entry(out[-1])

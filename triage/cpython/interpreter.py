@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from collections import Counter
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from triage.coredump.images import LoadedImage
 from triage.coredump.memory import CoreMemory
 from triage.cpython.code import CodeReader
+from triage.cpython.fields import Field, Offsets, Optional
 from triage.cpython.frames import FrameWalker, PyFrame
 from triage.cpython.layout import Layout
 from triage.cpython.objects import ObjectReader
@@ -18,9 +20,9 @@ from triage.cpython.runtime import (
     PythonNotFound,
     detect_version,
     find_python_binary,
-    interpreter_heads,
     layout_for,
     runtime_address,
+    supported_versions,
 )
 from triage.cpython.thread_names import thread_names
 from triage.cpython.variables import VariableReader
@@ -30,6 +32,55 @@ from triage.errors import AddressError
 MAX_THREADS = 100_000
 MAX_INTERPRETERS = 1_000
 Py_TPFLAGS_DICT_SUBCLASS = 1 << 29
+
+_IS, _TS, _RT = "PyInterpreterState", "PyThreadState", "_PyRuntimeState"
+
+
+class StateFields(Offsets):
+    """Interpreters and their lists of thread states."""
+
+    i_next = Field(_IS, "next", debug="interpreter_state.next")
+    i_id = Optional(_IS, "id", debug="interpreter_state.id")
+    i_threads = Field(_IS, "threads.head", "tstate_head", debug="interpreter_state.threads_head")
+    i_modules = Field(_IS, "imports.modules", "modules", debug="interpreter_state.imports_modules")
+    t_next = Field(_TS, "next", debug="thread_state.next")
+    t_prev = Optional(_TS, "prev", debug="thread_state.prev")
+    t_interp = Field(_TS, "interp", debug="thread_state.interp")
+    t_thread_id = Field(_TS, "thread_id", debug="thread_state.thread_id")
+    t_native = Optional(_TS, "native_thread_id", debug="thread_state.native_thread_id")
+
+
+class RuntimeFields(Offsets):
+    """The runtime's list of interpreters (3.7+) and its finalizing flag."""
+
+    interpreters = Optional(_RT, "interpreters.head", debug="runtime_state.interpreters_head")
+    finalizing = Optional(_RT, "_finalizing", "finalizing", debug="runtime_state.finalizing")
+
+
+class InterpreterGilFields(Offsets, when=lambda m: m.gil == "interpreter"):
+    """3.12+: each interpreter points to the GIL it uses."""
+
+    gil = Field(_IS, "ceval.gil", debug="interpreter_state.ceval_gil")
+    locked = Field("_gil_runtime_state", "locked")
+    holder = Field("_gil_runtime_state", "last_holder")
+
+
+class RuntimeGilFields(Offsets, when=lambda m: m.gil == "runtime"):
+    """3.7-3.11: the runtime's current thread state holds the GIL."""
+
+    current = Field(_RT, "gilstate.tstate_current")
+
+
+class InterpreterGcFields(Offsets, when=lambda m: m.gc == "interpreter"):
+    """3.9+: each interpreter's collector."""
+
+    collecting = Field(_IS, "gc.collecting", debug="interpreter_state.gc+gc.collecting")
+
+
+class RuntimeGcFields(Offsets, when=lambda m: m.gc == "runtime"):
+    """3.7, 3.8: the runtime's collector."""
+
+    collecting = Field(_RT, "gc.collecting")
 
 
 @dataclass
@@ -72,19 +123,13 @@ class Interpreter:
         self.codes = CodeReader(self.objects)
         self.walker = FrameWalker(self.objects, self.codes)
         self._variables: VariableReader | None = None
-        lay = layout
-        interp, ts = "PyInterpreterState", "PyThreadState"
-        self.i_next = lay.offset(interp, "next")
-        self.i_id = lay.offset(interp, "id") if lay.has(interp, "id") else None
-        head = "threads.head" if lay.has(interp, "threads.head") else "tstate_head"
-        self.i_threads = lay.offset(interp, head)
-        self.t_next = lay.offset(ts, "next")
-        self.t_interp = lay.offset(ts, "interp")
-        self.t_prev = lay.offset(ts, "prev") if lay.has(ts, "prev") else None
-        self.t_thread_id = lay.offset(ts, "thread_id")
-        self.t_native = (
-            lay.offset(ts, "native_thread_id") if lay.has(ts, "native_thread_id") else None
-        )
+        self.model = self.objects.model
+        f = self.objects.fields(StateFields)
+        self.i_next, self.i_id, self.i_threads = f.i_next, f.i_id, f.i_threads
+        self.i_modules = f.i_modules
+        self.t_next, self.t_interp, self.t_prev = f.t_next, f.t_interp, f.t_prev
+        self.t_thread_id, self.t_native = f.t_thread_id, f.t_native
+        self.runtime_fields = self.objects.fields(RuntimeFields)
         self.runtime = runtime_address(binary)
 
     # -- validation -------------------------------------------------------------------
@@ -108,27 +153,24 @@ class Interpreter:
         return self._modules_is_dict(interp) if strict or not head else True
 
     def _modules_is_dict(self, interp: int) -> bool:
-        lay = self.layout
-        for name in ("imports.modules", "modules"):
-            if lay.has("PyInterpreterState", name):
-                try:
-                    obj = self.memory.u64(interp + lay.offset("PyInterpreterState", name))
-                    if not obj:
-                        return False
-                    tp = self.objects.type_of(obj)
-                    flags = self.memory.u64(tp + self.objects.tp_flags)
-                except AddressError:
-                    return False
-                return bool(flags & Py_TPFLAGS_DICT_SUBCLASS)
-        return False
+        try:
+            obj = self.memory.u64(interp + self.i_modules)
+            if not obj:
+                return False
+            flags = self.memory.u64(self.objects.type_of(obj) + self.objects.tp_flags)
+        except AddressError:
+            return False
+        return bool(flags & Py_TPFLAGS_DICT_SUBCLASS)
 
     # -- walking ----------------------------------------------------------------------
 
     def interpreters(self, exhaustive: bool = False) -> list[int]:
         """Every interpreter state, main interpreter last, as CPython links them."""
-        for head in interpreter_heads(self.memory, self.binary, self.layout):
+        for head in self.interpreter_heads():
             if self.valid_interpreter(head):
                 return self._chain(head, self.i_next, MAX_INTERPRETERS)
+        if self.layout.provisional:
+            raise unvalidated(self.layout, "no interpreter state validates")
         found = self.scan_for_interpreter(exhaustive)
         if found:
             return self._chain(found, self.i_next, MAX_INTERPRETERS)
@@ -138,6 +180,19 @@ class Interpreter:
             f"but no valid interpreter state"
             + ("" if exhaustive else "; try --exhaustive to search all of memory"),
         )
+
+    def interpreter_heads(self) -> list[int]:
+        """Candidate addresses of the first PyInterpreterState, most trusted first."""
+        out = []
+        at = self.runtime_fields.interpreters
+        if self.runtime is not None and at is not None:
+            with contextlib.suppress(AddressError):
+                out.append(self.memory.u64(self.runtime + at))
+        head_sym = self.binary.address("interp_head")
+        if head_sym is not None:
+            with contextlib.suppress(AddressError):
+                out.append(self.memory.u64(head_sym))
+        return [a for a in dict.fromkeys(out) if a]
 
     def scan_for_interpreter(self, exhaustive: bool) -> int | None:
         """Search writable memory for a pointer to something that validates as an interpreter:
@@ -190,18 +245,18 @@ class Interpreter:
 
     def gil_holder(self, interp: int) -> int | None:
         """The thread state holding the GIL, if any can be told."""
-        lay, mem = self.layout, self.memory
+        mem, where = self.memory, self.model.gil
         try:
-            if lay.has("PyInterpreterState", "ceval.gil"):
-                gil = mem.u64(interp + lay.offset("PyInterpreterState", "ceval.gil"))
+            if where == "interpreter":
+                f = self.objects.fields(InterpreterGilFields)
+                gil = mem.u64(interp + f.gil)
                 if not gil:
                     return None
-                locked = mem.i32(gil + lay.offset("_gil_runtime_state", "locked"))
-                holder = mem.u64(gil + lay.offset("_gil_runtime_state", "last_holder"))
-                return holder if locked and holder else None
-            if self.runtime is not None and lay.has("_PyRuntimeState", "gilstate.tstate_current"):
-                off = lay.offset("_PyRuntimeState", "gilstate.tstate_current")
-                return mem.u64(self.runtime + off) or None
+                holder = mem.u64(gil + f.holder)
+                return holder if mem.i32(gil + f.locked) and holder else None
+            if where == "runtime" and self.runtime is not None:
+                current = self.objects.fields(RuntimeGilFields).current
+                return mem.u64(self.runtime + current) or None
             addr = self.binary.address("_PyThreadState_Current")
             if addr is not None:
                 return mem.u64(addr) or None
@@ -210,12 +265,14 @@ class Interpreter:
         return None
 
     def gc_collecting(self, interp: int) -> bool:
-        lay, mem = self.layout, self.memory
+        mem, where = self.memory, self.model.gc
         try:
-            if lay.has("PyInterpreterState", "gc.collecting"):
-                return mem.i32(interp + lay.offset("PyInterpreterState", "gc.collecting")) != 0
-            if self.runtime is not None and lay.has("_PyRuntimeState", "gc.collecting"):
-                return mem.i32(self.runtime + lay.offset("_PyRuntimeState", "gc.collecting")) != 0
+            if where == "interpreter":
+                collecting = self.objects.fields(InterpreterGcFields).collecting
+                return mem.i32(interp + collecting) != 0
+            if where == "runtime" and self.runtime is not None:
+                collecting = self.objects.fields(RuntimeGcFields).collecting
+                return mem.i32(self.runtime + collecting) != 0
             addr = self.binary.address("collecting")
             if addr is not None:
                 return mem.i32(addr) != 0
@@ -230,17 +287,26 @@ class Interpreter:
         return self._variables
 
     def finalizing(self) -> bool:
-        lay, mem = self.layout, self.memory
+        mem, at = self.memory, self.runtime_fields.finalizing
         try:
-            for name in ("_finalizing", "finalizing"):
-                if self.runtime is not None and lay.has("_PyRuntimeState", name):
-                    return mem.u64(self.runtime + lay.offset("_PyRuntimeState", name)) != 0
+            if self.runtime is not None and at is not None:
+                return mem.u64(self.runtime + at) != 0
             addr = self.binary.address("_Py_Finalizing")
             if addr is not None:
                 return mem.u64(addr) != 0
         except AddressError:
             return False
         return False
+
+
+def unvalidated(layout: Layout, why: str) -> PythonNotFound:
+    """The error for a CPython newer than every table whose debug offsets led nowhere."""
+    major, minor = layout.version
+    return PythonNotFound(
+        "unsupported_python_version",
+        f"Python {major}.{minor} is newer than every layout table and the structures its "
+        f"_Py_DebugOffsets describe do not validate: {why} (supported: {supported_versions()})",
+    )
 
 
 def pthread_tid_offset(memory: CoreMemory, pthread_ids: list[int], tids: set[int]) -> int | None:
@@ -299,9 +365,9 @@ def read_python(
             "elsewhere pass --lib-search-path/--lib-search-root or the executable",
         )
     ver = detect_version(memory, binary)
-    layout = layout_for(memory, binary, ver)
+    layout, notes = layout_for(memory, binary, ver)
     interp = Interpreter(memory, binary, layout)
-    state = PythonState(ver, binary.path, layout.derived_from)
+    state = PythonState(ver, binary.path, layout.derived_from, warnings=notes)
     tidset = set(core_tids)
     pending: list[PyThread] = []
     for istate in interp.interpreters(exhaustive):
@@ -320,6 +386,8 @@ def read_python(
             try:
                 thread.frames = interp.walker.frames(ts)
             except AddressError as exc:
+                if layout.provisional:
+                    raise unvalidated(layout, f"a frame does not validate ({exc.message})") from exc
                 thread.error = f"stack unreadable: {exc.message}"
             if variables:
                 _read_variables(interp, thread)

@@ -92,6 +92,9 @@ class Layout:
     derived_from: str
     _structs: Mapping[str, _Struct]
     _constants: Mapping[str, int]
+    provisional: bool = False
+    """Another version's table corrected by the core's debug offsets (a CPython newer than
+    every table): readers treat anything that does not validate as an error, not as data."""
 
     def _struct(self, struct: str) -> _Struct:
         try:

@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from triage.coredump.memory import CoreMemory
+from triage.cpython.fields import BitField, Constant, Field, Offsets, Size
 from triage.cpython.layout import Layout
+from triage.cpython.model import Model
 from triage.errors import AddressError
 
 MAX_STRING = 1 << 16
+
+F = TypeVar("F", bound=Offsets)
+
+
+class ObjectFields(Offsets):
+    """Every object's header, its type's name and flags, tuples."""
+
+    ob_type = Field("PyObject", "ob_type", debug="pyobject.ob_type")
+    ob_size = Field("PyVarObject", "ob_size", debug="tuple_object.ob_size")
+    tp_name = Field("PyTypeObject", "tp_name", debug="type_object.tp_name")
+    tp_flags = Field("PyTypeObject", "tp_flags", debug="type_object.tp_flags")
+    tuple_items = Field("PyTupleObject", "ob_item", debug="tuple_object.ob_item")
+
+
+class StrFields(Offsets, when=lambda m: not m.py2_objects):
+    """PEP 393 strings (3.3+) and bytes."""
+
+    length = Field("PyASCIIObject", "length", debug="unicode_object.length")
+    kind = BitField("PyASCIIObject", "state.kind")
+    compact = BitField("PyASCIIObject", "state.compact")
+    ascii = BitField("PyASCIIObject", "state.ascii")
+    ascii_size = Size("PyASCIIObject", debug="unicode_object.asciiobject_size")
+    compact_size = Size("PyCompactUnicodeObject")
+    data = Field("PyUnicodeObject", "data")
+    bytes_sval = Field("PyBytesObject", "ob_sval", debug="bytes_object.ob_sval")
+
+
+class Py2StrFields(Offsets, when=lambda m: m.py2_objects):
+    """2.7's byte strings and its separate unicode objects."""
+
+    sval = Field("PyStringObject", "ob_sval")
+    u_length = Field("PyUnicodeObject", "length")
+    u_str = Field("PyUnicodeObject", "str")
+    u_char = Constant("sizeof(Py_UNICODE)")
 
 
 class ObjectReader:
@@ -15,28 +53,37 @@ class ObjectReader:
     def __init__(self, memory: CoreMemory, layout: Layout) -> None:
         self.memory = memory
         self.layout = layout
-        lay = layout
-        self.ob_type = lay.offset("PyObject", "ob_type")
-        self.ob_size = lay.offset("PyVarObject", "ob_size")
-        self.tp_name = lay.offset("PyTypeObject", "tp_name")
-        self.tp_flags = lay.offset("PyTypeObject", "tp_flags")
-        self.py2 = layout.version[0] == 2
+        self.model = model = Model.of(layout)
+        fields = ObjectFields(layout)
+        self.ob_type = fields.ob_type
+        self.ob_size = fields.ob_size
+        self.tp_name = fields.tp_name
+        self.tp_flags = fields.tp_flags
+        self.tuple_ob_item = fields.tuple_items
+        self.py2 = model.py2_objects
         self._type_names: dict[int, str] = {}
+        self._fields: dict[type[Offsets], Offsets] = {}
         if not self.py2:
-            self.u_length = lay.offset("PyASCIIObject", "length")
-            self.u_kind = lay.bitfield("PyASCIIObject", "state.kind")
-            self.u_compact = lay.bitfield("PyASCIIObject", "state.compact")
-            self.u_ascii = lay.bitfield("PyASCIIObject", "state.ascii")
-            self.u_ascii_size = lay.size("PyASCIIObject")
-            self.u_compact_size = lay.size("PyCompactUnicodeObject")
-            self.u_data_any = lay.offset("PyUnicodeObject", "data")
-            self.bytes_sval = lay.offset("PyBytesObject", "ob_sval")
+            text = StrFields(layout)
+            self.u_length = text.length
+            self.u_kind, self.u_compact, self.u_ascii = text.kind, text.compact, text.ascii
+            self.u_ascii_size = text.ascii_size
+            self.u_compact_size = text.compact_size
+            self.u_data_any = text.data
+            self.bytes_sval = text.bytes_sval
         else:
-            self.s_sval = lay.offset("PyStringObject", "ob_sval")
-            self.u2_length = lay.offset("PyUnicodeObject", "length")
-            self.u2_str = lay.offset("PyUnicodeObject", "str")
-            self.u2_char = lay.constant("sizeof(Py_UNICODE)")
-        self.tuple_ob_item = lay.offset("PyTupleObject", "ob_item")
+            old = Py2StrFields(layout)
+            self.s_sval = old.sval
+            self.u2_length = old.u_length
+            self.u2_str = old.u_str
+            self.u2_char = old.u_char
+
+    def fields(self, declared: type[F]) -> F:
+        """A reader's declared members, resolved against this layout (once)."""
+        found = self._fields.get(declared)
+        if found is None:
+            found = self._fields[declared] = declared(self.layout)
+        return found  # type: ignore[return-value]
 
     # -- basics -----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from triage.cpython.code import CodeInfo
 from triage.cpython.containers import dict_get_str
+from triage.cpython.fields import Field, Offsets, Optional, Size
 from triage.cpython.objects import ObjectReader
 from triage.errors import AddressError
 
@@ -18,30 +19,37 @@ Py_TPFLAGS_TYPE_SUBCLASS = 1 << 31
 FIRST_ARGUMENTS = ("self", "cls")
 
 
+class QualnameFields(Offsets, when=lambda m: m.qualnames_from_self):
+    """A frame's first argument, its class's MRO and namespaces, their functions."""
+
+    f_localsplus = Field("PyFrameObject", "f_localsplus")
+    co_argcount = Field("PyCodeObject", "co_argcount")
+    co_varnames = Field("PyCodeObject", "co_varnames")
+    tp_mro = Field("PyTypeObject", "tp_mro")
+    tp_dict = Field("PyTypeObject", "tp_dict")
+    func_code = Field("PyFunctionObject", "func_code")
+    func_qualname = Optional("PyFunctionObject", "func_qualname")
+    object_size = Size("PyObject")
+
+
 class QualnameFinder:
     """Finds `Class.method` for frames of interpreters without co_qualname."""
 
     def __init__(self, objects: ObjectReader) -> None:
-        lay = objects.layout
         self.objects = objects
         self.memory = objects.memory
-        self.enabled = not lay.has("PyCodeObject", "co_qualname") and lay.has(
-            "PyFrameObject", "f_localsplus"
-        )
+        self.enabled = objects.model.qualnames_from_self
         if not self.enabled:
             return
-        self.f_localsplus = lay.offset("PyFrameObject", "f_localsplus")
-        self.co_argcount = lay.offset("PyCodeObject", "co_argcount")
-        self.co_varnames = lay.offset("PyCodeObject", "co_varnames")
-        self.tp_mro = lay.offset("PyTypeObject", "tp_mro")
-        self.tp_dict = lay.offset("PyTypeObject", "tp_dict")
-        self.func_code = lay.offset("PyFunctionObject", "func_code")
-        self.func_qualname = (
-            lay.offset("PyFunctionObject", "func_qualname")
-            if lay.has("PyFunctionObject", "func_qualname")
-            else None
-        )
-        self.wrapped = lay.size("PyObject")  # classmethod/staticmethod: the callable follows
+        f = objects.fields(QualnameFields)
+        self.f_localsplus = f.f_localsplus
+        self.co_argcount = f.co_argcount
+        self.co_varnames = f.co_varnames
+        self.tp_mro = f.tp_mro
+        self.tp_dict = f.tp_dict
+        self.func_code = f.func_code
+        self.func_qualname = f.func_qualname
+        self.wrapped = f.object_size  # classmethod/staticmethod: the callable follows
         self._first_arg: dict[int, str | None] = {}
         self._found: dict[tuple[int, int], str | None] = {}
 

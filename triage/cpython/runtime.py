@@ -3,7 +3,7 @@ its layout and the address of the interpreter list."""
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -13,7 +13,7 @@ from triage.coredump.symbols import ElfSymbols, load_symbols
 from triage.cpython import debug_offsets, version
 from triage.cpython.layout import Layout, UnknownLayout, available_versions, load_layout
 from triage.cpython.version import PythonVersion
-from triage.errors import AddressError, TriageError
+from triage.errors import TriageError
 
 _LIBPYTHON = re.compile(r"^libpython\d\.\d+")
 
@@ -112,25 +112,75 @@ def detect_version(memory: CoreMemory, binary: PythonBinary) -> PythonVersion:
     )
 
 
-def layout_for(memory: CoreMemory, binary: PythonBinary, ver: PythonVersion) -> Layout:
-    """The structure layout: our table, or for 3.13+ the core's debug offsets over a table."""
+def supported_versions() -> str:
+    """The versions with a table, as users read them: "2.7, 3.6-3.15"."""
+    found = available_versions()
+    groups: list[list[tuple[int, int]]] = []
+    for v in found:
+        if groups and groups[-1][-1][0] == v[0] and groups[-1][-1][1] + 1 == v[1]:
+            groups[-1].append(v)
+        else:
+            groups.append([v])
+    return ", ".join(
+        f"{g[0][0]}.{g[0][1]}" + (f"-{g[-1][0]}.{g[-1][1]}" if len(g) > 1 else "") for g in groups
+    )
+
+
+def layout_for(
+    memory: CoreMemory, binary: PythonBinary, ver: PythonVersion
+) -> tuple[Layout, list[str]]:
+    """The structure layout, and warnings about it.
+
+    3.13+ publish `_Py_DebugOffsets`: when they validate they correct the version's table (its
+    states move between micro versions and build kinds). A CPython newer than every table is
+    read through them over the newest table, marked provisional (a walk that does not validate
+    then ends in an error, never in output); without valid debug offsets it is unsupported.
+    """
+    notes: list[str] = []
+    runtime = _runtime_address(binary)
+    block = None
+    if runtime is not None and version.read_debug_cookie(memory, runtime) is not None:
+        block = debug_offsets.read(memory, runtime, ver.short)
+        if block is None:
+            notes.append(
+                f"the core's _Py_DebugOffsets (Python {ver}) match no known layout of that "
+                f"block; offsets come from the layout table alone"
+            )
+    if block is not None and block.free_threaded:
+        raise PythonNotFound(
+            "unsupported_python_version",
+            f"Python {ver} is a free-threaded build (no GIL), which triage cannot read yet; "
+            f"supported: {supported_versions()} with the GIL",
+        )
     try:
         table = load_layout(*ver.short)
     except UnknownLayout:
         table = None
-    runtime = _runtime_address(binary)
-    newest = [v for v in available_versions() if v >= (3, 13) and v <= ver.short]
-    if ver.short >= (3, 13) and runtime is not None and (table or newest):
-        base = table or load_layout(*newest[-1])
-        from_core = debug_offsets.layout_from_core(memory, runtime, base, ver.short)
-        if from_core is not None:
-            return from_core
     if table is not None:
-        return table
+        if block is None:
+            return table, notes
+        return debug_offsets.overlay(table, block, ver.short), notes
+    newest = max(available_versions())
+    if block is not None and ver.short > newest:
+        base = load_layout(*newest)
+        layout = dataclasses.replace(
+            debug_offsets.overlay(base, block, ver.short), provisional=True
+        )
+        notes.append(
+            f"Python {ver} is newer than every layout table (newest: "
+            f"{newest[0]}.{newest[1]}): read through its own _Py_DebugOffsets over the "
+            f"{newest[0]}.{newest[1]} table"
+        )
+        return layout, notes
+    why = (
+        "its _Py_DebugOffsets match no layout triage knows"
+        if runtime is not None and version.read_debug_cookie(memory, runtime) is not None
+        else "there is no layout table for it and the core publishes no debug offsets"
+    )
     raise PythonNotFound(
         "unsupported_python_version",
-        f"Python {ver} is not supported: no structure layout for it and no debug offsets in "
-        f"the core (supported: 2.7, 3.6 and newer)",
+        f"Python {ver} is not supported: {why} (supported: {supported_versions()}, and newer "
+        f"3.x whose debug offsets validate)",
     )
 
 
@@ -140,20 +190,6 @@ def _runtime_address(binary: PythonBinary) -> int | None:
         sec = binary.section(".PyRuntime")
         addr = sec[0] if sec else None
     return addr
-
-
-def interpreter_heads(memory: CoreMemory, binary: PythonBinary, layout: Layout) -> list[int]:
-    """Candidate addresses of the first PyInterpreterState, most trusted first."""
-    out = []
-    runtime = _runtime_address(binary)
-    if runtime is not None and layout.has("_PyRuntimeState", "interpreters.head"):
-        with contextlib.suppress(AddressError):
-            out.append(memory.u64(runtime + layout.offset("_PyRuntimeState", "interpreters.head")))
-    head_sym = binary.address("interp_head")
-    if head_sym is not None:
-        with contextlib.suppress(AddressError):
-            out.append(memory.u64(head_sym))
-    return [a for a in dict.fromkeys(out) if a]
 
 
 def runtime_address(binary: PythonBinary) -> int | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from triage.cpython.containers import dict_get_str, dict_items, instance_attribute, int_value
+from triage.cpython.fields import Field, Offsets
 from triage.errors import TriageError
 
 if TYPE_CHECKING:
@@ -31,13 +32,21 @@ _IDENT_MASK = (1 << 64) - 1  # 2.7's get_ident() is a signed long; thread_id is 
 _READ_ERRORS = (TriageError, LookupError, ValueError, OverflowError)
 
 
+class ModuleFields(Offsets):
+    """`sys.modules` of an interpreter, and a module's namespace."""
+
+    modules = Field(
+        "PyInterpreterState",
+        "imports.modules",
+        "modules",
+        debug="interpreter_state.imports_modules",
+    )
+    md_dict = Field("PyModuleObject", "md_dict")
+
+
 def sys_modules(interp: Interpreter, interp_state: int) -> int:
     """The address of ``sys.modules`` of one interpreter (0 if it has none yet)."""
-    lay = interp.layout
-    for name in ("imports.modules", "modules"):
-        if lay.has("PyInterpreterState", name):
-            return interp.memory.u64(interp_state + lay.offset("PyInterpreterState", name))
-    return 0
+    return interp.memory.u64(interp_state + interp.objects.fields(ModuleFields).modules)
 
 
 def thread_names(interp: Interpreter, interp_state: int) -> dict[int, str]:
@@ -54,7 +63,7 @@ def thread_names(interp: Interpreter, interp_state: int) -> dict[int, str]:
         module = dict_get_str(objects, modules, "threading")
         if not module or objects.type_name(module) != "module":
             return names
-        md_dict = interp.memory.u64(module + interp.layout.offset("PyModuleObject", "md_dict"))
+        md_dict = interp.memory.u64(module + objects.fields(ModuleFields).md_dict)
         if not md_dict:
             return names
         active = dict_get_str(objects, md_dict, "_active")

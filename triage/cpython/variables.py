@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from triage.cpython.code import CodeInfo
 from triage.cpython.containers import UnexpectedObject, dict_items, int_value
+from triage.cpython.fields import Field, Offsets, Optional
 from triage.cpython.objects import ObjectReader
 from triage.errors import AddressError
 
@@ -52,34 +53,56 @@ class _Slots:
     hidden: frozenset[int]
 
 
+class VariableFields(Offsets):
+    """How many arguments a code object has; cells, floats and lists for the reprs."""
+
+    co_argcount = Field("PyCodeObject", "co_argcount", debug="code_object.argcount")
+    co_kwonlyargcount = Optional("PyCodeObject", "co_kwonlyargcount")
+    co_flags = Field("PyCodeObject", "co_flags")
+    cell_ref = Field("PyCellObject", "ob_ref")
+    float_value = Field("PyFloatObject", "ob_fval", debug="float_object.ob_fval")
+    list_items = Field("PyListObject", "ob_item", debug="list_object.ob_item")
+
+
+class FrameObjectSlots(Offsets, when=lambda m: m.localsplus == "frame_object"):
+    """<= 3.10: `f_localsplus`, named by `co_varnames`, `co_cellvars`, `co_freevars`."""
+
+    slots = Field("PyFrameObject", "f_localsplus")
+    varnames = Field("PyCodeObject", "co_varnames")
+    cellvars = Field("PyCodeObject", "co_cellvars")
+    freevars = Field("PyCodeObject", "co_freevars")
+
+
+class InterpreterFrameSlots(Offsets, when=lambda m: m.localsplus == "interpreter_frame"):
+    """3.11+: `localsplus`, named by `co_localsplusnames` with a kind byte each."""
+
+    slots = Field("_PyInterpreterFrame", "localsplus", debug="interpreter_frame.localsplus")
+    names = Field("PyCodeObject", "co_localsplusnames", debug="code_object.localsplusnames")
+    kinds = Field("PyCodeObject", "co_localspluskinds", debug="code_object.localspluskinds")
+
+
 class VariableReader:
     """Reads the variables of frames (one reader per interpreter)."""
 
     def __init__(self, objects: ObjectReader) -> None:
         self.objects = objects
         self.memory = objects.memory
-        lay = objects.layout
-        co = "PyCodeObject"
-        self.co_argcount = lay.offset(co, "co_argcount")
-        self.co_kwonlyargcount = (
-            lay.offset(co, "co_kwonlyargcount") if lay.has(co, "co_kwonlyargcount") else None
-        )
-        self.co_flags = lay.offset(co, "co_flags")
-        if lay.has("_PyInterpreterFrame", "localsplus"):
-            self.slots_at = lay.offset("_PyInterpreterFrame", "localsplus")
-            self.co_names = lay.offset(co, "co_localsplusnames")
-            self.co_kinds = lay.offset(co, "co_localspluskinds")
+        self.model = objects.model
+        f = objects.fields(VariableFields)
+        self.co_argcount = f.co_argcount
+        self.co_kwonlyargcount = f.co_kwonlyargcount
+        self.co_flags = f.co_flags
+        if self.model.localsplus == "interpreter_frame":
+            new = objects.fields(InterpreterFrameSlots)
+            self.slots_at, self.co_names, self.co_kinds = new.slots, new.names, new.kinds
             self.split = None
         else:
-            self.slots_at = lay.offset("PyFrameObject", "f_localsplus")
-            self.split = (
-                lay.offset(co, "co_varnames"),
-                lay.offset(co, "co_cellvars"),
-                lay.offset(co, "co_freevars"),
-            )
-        self.cell_ref = lay.offset("PyCellObject", "ob_ref")
-        self.float_value = lay.offset("PyFloatObject", "ob_fval")
-        self.list_items = lay.offset("PyListObject", "ob_item")
+            old = objects.fields(FrameObjectSlots)
+            self.slots_at = old.slots
+            self.split = (old.varnames, old.cellvars, old.freevars)
+        self.cell_ref = f.cell_ref
+        self.float_value = f.float_value
+        self.list_items = f.list_items
         self._slots: dict[int, _Slots] = {}
 
     def variables(self, frame: int, code: CodeInfo) -> list[Variable]:
@@ -89,9 +112,17 @@ class VariableReader:
             slots = self._slots[code.address] = self._read_slots(code.address)
         raw = self.memory.read(frame + self.slots_at, 8 * len(slots.names))
         out = []
+        model = self.model
         for i, (name, kind) in enumerate(zip(slots.names, slots.kinds, strict=True)):
-            value = int.from_bytes(raw[8 * i : 8 * i + 8], "little")
-            if not value or i in slots.hidden:
+            ref = int.from_bytes(raw[8 * i : 8 * i + 8], "little")
+            if i in slots.hidden:
+                continue
+            unboxed = model.unboxed_int(ref)  # 3.14+: an int kept in the reference itself
+            if unboxed is not None:
+                out.append(Variable(name, kind, str(unboxed)))
+                continue
+            value = model.untag(ref)
+            if not value:
                 continue
             try:
                 if kind in ("cell", "free") and self.objects.type_name(value) == "cell":
