@@ -27,6 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import corefactory
+import sysroot
 from corefactory import CoreCase, CoreUnavailable, Interpreter
 
 #: Worker threads in every cached core (so each core has 3 threads).
@@ -49,7 +50,11 @@ def _interpreter_params() -> list:
                 ),
             )
         ]
-    return [pytest.param(interp, id=interp.id) for interp in found]
+    params = [pytest.param(interp, id=interp.id) for interp in found]
+    root, why = sysroot.available()
+    if root is None:
+        params.append(pytest.param(None, id="sid", marks=pytest.mark.skip(reason=str(why))))
+    return params
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -137,8 +142,13 @@ def triage_env(env: dict[str, str | None] | None = None) -> dict[str, str]:
 def _run_triage(
     *args: str, env: dict[str, str | None] | None = None, timeout: float = 300
 ) -> tuple[int, str, str]:
+    argv = [str(a) for a in args]
+    if len(argv) > 1 and argv[0] in ("core", "ci") and "--lib-search-root" not in argv:
+        root = sysroot.root_of(argv[1])  # a core of the sid sysroot: read it from the host
+        if root is not None:
+            argv[2:2] = ["--lib-search-root", root]
     result = subprocess.run(
-        [sys.executable, "-m", "triage", *map(str, args)],
+        [sys.executable, "-m", "triage", *argv],
         capture_output=True,
         text=True,
         env=triage_env(env),
@@ -172,3 +182,27 @@ def triage_json():
         return cache[key]
 
     return run
+
+
+class SidCores:
+    """Kernel cores of the sid sysroot's interpreters, by file name (python3.14d...)."""
+
+    def __init__(self, cores: CoreCache) -> None:
+        self.cores = cores
+
+    def interpreter(self, name: str) -> Interpreter:
+        root, why = sysroot.available()
+        if root is None:
+            pytest.skip(str(why))
+        found = [i for i in sysroot.interpreters() if Path(i.path).name == name]
+        if not found:
+            pytest.skip(f"the sid sysroot has no {name}")
+        return found[0]
+
+    def crash(self, name: str, kind: str = "segv", threads: int = CORE_THREADS) -> CoreCase:
+        return self.cores.crash(self.interpreter(name), kind, threads)
+
+
+@pytest.fixture(scope="session")
+def sid_cores(cores: CoreCache) -> SidCores:
+    return SidCores(cores)

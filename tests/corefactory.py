@@ -94,8 +94,9 @@ class Interpreter:
 
     path: str  # the path we exec (not resolved further: this is what AT_EXECFN will hold)
     version: tuple[int, int, int]
-    id: str  # pytest id: py3.12.1 (pyenv), debian3.11 (/usr/bin)
+    id: str  # pytest id: py3.12.1 (pyenv), debian3.11 (/usr/bin), sid3.14d (sysroot)
     env: tuple[tuple[str, str], ...] = ()  # extra environment to run it with (relocated copies)
+    sysroot: str | None = None  # runs chrooted there (`path` is inside it); see sysroot.py
 
     @property
     def prefix(self) -> str:
@@ -108,7 +109,58 @@ class Interpreter:
 
     @property
     def realpath(self) -> str:
+        """The interpreter's file on this machine, symlinks resolved."""
+        if self.sysroot is not None:
+            return os.path.realpath(self.sysroot + self.path)
         return os.path.realpath(self.path)
+
+    @property
+    def mapped_path(self) -> str:
+        """The executable's path as the process's mappings (and so its cores) name it."""
+        if self.sysroot is not None:
+            return "/" + os.path.relpath(self.realpath, self.sysroot)
+        return self.realpath
+
+    def see(self, host_path: str | os.PathLike) -> str:
+        """The path under which this interpreter's processes see a file of this machine (a
+        program of tests/programs, a file of a work directory)."""
+        if self.sysroot is None:
+            return str(host_path)
+        import sysroot
+
+        return sysroot.inside(self.sysroot, host_path)
+
+    def host(self, path: str) -> str:
+        """The file on this machine behind a path this interpreter's processes (and their
+        cores) name (`sysroot.on_host`: a program's original in tests/programs)."""
+        if self.sysroot is None:
+            return path
+        import sysroot
+
+        return sysroot.on_host(path)
+
+    def readable(self, path: str) -> str:
+        """Where on this machine to read a file this interpreter's processes name: `host`,
+        or the file below its sysroot (its standard library)."""
+        host = self.host(path)
+        if self.sysroot is not None and host == path and path.startswith("/"):
+            return self.sysroot + path
+        return host
+
+    def workdir(self, host_dir: str | os.PathLike) -> Path:
+        """Where a process of this interpreter works for `host_dir` (inside its sysroot when
+        it runs chrooted: the kernel writes its core there). Created."""
+        if self.sysroot is None:
+            Path(host_dir).mkdir(parents=True, exist_ok=True)
+            return Path(host_dir)
+        import sysroot
+
+        return sysroot.workdir(self.sysroot, host_dir)
+
+    @property
+    def triage_args(self) -> tuple[str, ...]:
+        """What `triage core` needs besides the core to read this interpreter's cores."""
+        return ("--lib-search-root", self.sysroot) if self.sysroot is not None else ()
 
     @functools.cached_property
     def libpython(self) -> str | None:
@@ -131,6 +183,8 @@ class Interpreter:
         return self.libpython is not None
 
     def environ(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        if self.sysroot is not None:  # nothing of this machine's environment applies there
+            return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
         env = dict(os.environ if base is None else base)
         env.update(self.env)
         # The target program must not pick up the test runner's Python settings.
@@ -189,17 +243,28 @@ def _is_elf_executable(path: str) -> bool:
 
 
 @functools.cache
-def interpreter_version(path: str, env: tuple[tuple[str, str], ...] = ()) -> tuple[int, int, int]:
+def interpreter_version(
+    path: str, env: tuple[tuple[str, str], ...] = (), sysroot: str | None = None
+) -> tuple[int, int, int]:
     """Ask the interpreter for its version (cached per path)."""
     environ = dict(os.environ)
     environ.update(env)
+    argv = [path, "-c", "import sys; print(tuple(sys.version_info[:3]))"]
+
+    def enter_root() -> None:  # in the child, before exec
+        os.chroot(sysroot)
+        os.chdir("/")
+
+    if sysroot is not None:
+        environ = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
     out = subprocess.run(
-        [path, "-c", "import sys; print(tuple(sys.version_info[:3]))"],
+        argv,
         capture_output=True,
         text=True,
         timeout=30,
         env=environ,
         check=True,
+        preexec_fn=enter_root if sysroot is not None else None,
     ).stdout
     version = ast.literal_eval(out.strip())
     return (int(version[0]), int(version[1]), int(version[2]))
@@ -259,7 +324,9 @@ def find_interpreters() -> list[Interpreter]:
     for path in system:
         if re.fullmatch(r"python3(\.\d+)?", path.name):
             add(path, "debian" if Path("/etc/debian_version").exists() else "system")
-    return found
+    import sysroot
+
+    return found + sysroot.interpreters()
 
 
 def preferred_interpreter(
@@ -424,7 +491,7 @@ def worker_stack() -> list[tuple[str, int, str]]:
 
 
 def _argv(interp: Interpreter, threads: int, action: str, address: int | None = None) -> list[str]:
-    argv = [interp.path, str(TARGET_PROGRAM), str(threads), action]
+    argv = [interp.path, interp.see(TARGET_PROGRAM), str(threads), action]
     if address is not None:
         argv.append(hex(address))
     return argv
@@ -511,18 +578,25 @@ def _start(
 ) -> subprocess.Popen:
     """Start a target program; `core_limit` lifts RLIMIT_CORE so a crash leaves a core."""
 
-    def set_core_limit() -> None:  # runs in the child between fork and exec
-        _soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
-        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+    root = interp.sysroot
+    inner = interp.see(cwd) if root is not None and cwd is not None else None
+
+    def prepare() -> None:  # runs in the child between fork and exec
+        if core_limit:
+            _soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+            resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+        if root is not None:
+            os.chroot(root)
+            os.chdir(inner or "/")
 
     return subprocess.Popen(
         argv,
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        cwd=cwd,
+        cwd=cwd if root is None else None,
         env={**interp.environ(), **_PROGRAM_ENV},
-        preexec_fn=set_core_limit if core_limit else None,
+        preexec_fn=prepare if core_limit or root is not None else None,
     )
 
 
@@ -538,22 +612,24 @@ def _kill(proc: subprocess.Popen) -> None:
 def make_gcore(
     interp: Interpreter, tmpdir: str | os.PathLike, threads: int = 0, program: str = "sleep"
 ) -> CoreCase:
-    """Run the target program, dump it with gcore once all threads sleep, kill it."""
-    if shutil.which("gcore") is None:  # before starting a process for nothing
+    """Run the target program and dump it once all threads sleep: with gcore, then kill it;
+    for an interpreter of the sid sysroot with SIGQUIT, the kernel dumping it (see
+    `snapshot`), so the case's kind, signal and origin are those of `sigquit`."""
+    if interp.sysroot is None and shutil.which("gcore") is None:
         raise CoreUnavailable("gcore (from gdb) is not installed")
-    tmpdir = Path(tmpdir)
-    tmpdir.mkdir(parents=True, exist_ok=True)
+    tmpdir = interp.workdir(tmpdir)
     argv = _argv(interp, threads, program)
-    proc = _start(interp, argv, cwd=str(tmpdir), core_limit=False)
+    proc = _start(interp, argv, cwd=str(tmpdir), core_limit=interp.sysroot is not None)
     try:
         ready = _read_ready_line(proc, argv)
         pid = ready["pid"]
         wait_until_sleeping(pid, ready["tids"])
         maps = mapped_files(pid)
-        path = gcore(pid, tmpdir / (f"core-{interp.id}-gcore"))
+        path, kind = snapshot(interp, proc, pid, tmpdir / f"core-{interp.id}-gcore")
     finally:
         _kill(proc)
-    sig, code, origin = _EXPECTED["gcore"]
+    sig, code, origin = _EXPECTED[kind]
+    sender = os.getpid() if kind == "sigquit" else None
     return CoreCase(
         path=str(path),
         interpreter=interp,
@@ -562,18 +638,44 @@ def make_gcore(
         tids=list(ready["tids"]),
         uid=os.getuid(),
         gid=os.getgid(),
-        kind="gcore",
+        kind=kind,
         signal=int(sig),
         signal_code=code,
-        sender_pid=None,
-        sender_uid=None,
+        sender_pid=sender,
+        sender_uid=None if sender is None else os.getuid(),
         fault_address=None,
         origin=origin,
         exec_path=argv[0],
         argv=argv,
         threads=threads,
-        maps=maps,
+        maps=maps if kind == "gcore" else None,
     )
+
+
+def snapshot(
+    interp: Interpreter, proc: subprocess.Popen, pid: int, prefix: Path
+) -> tuple[Path, str]:
+    """A core of a live process at PREFIX.PID and how it was made: gdb's gcore ("gcore"), or,
+    for an interpreter of the sid sysroot, whose thread stacks the host's gcore 13 writes as
+    zeros, the kernel's core of SIGQUIT ("sigquit"; the process dies of it)."""
+    if interp.sysroot is None:
+        return gcore(pid, prefix), "gcore"
+    os.kill(pid, signal.SIGQUIT)
+    _, status = os.waitpid(proc.pid, 0)
+    proc.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    pattern, uses_pid = _core_pattern()
+    where = _core_glob(pattern, uses_pid, str(prefix.parent), pid, signal.SIGQUIT, interp.path)
+    matches = glob.glob(where)
+    if not os.WIFSIGNALED(status) or not os.WCOREDUMP(status) or not matches:
+        raise CoreUnavailable(
+            f"kernel core_pattern {pattern!r} (core_uses_pid {int(uses_pid)}) does not write "
+            f"core files here (no core from pid {pid} after SIGQUIT)"
+        )
+    found = max(matches, key=os.path.getmtime)
+    _wait_complete(found)
+    path = Path(f"{prefix}.{pid}")
+    os.rename(found, path)
+    return path, "sigquit"
 
 
 def gcore(pid: int, prefix: Path) -> Path:
@@ -598,19 +700,19 @@ def gcore(pid: int, prefix: Path) -> Path:
 def gcore_program(
     interp: Interpreter, tmpdir: str | os.PathLike, program: str, *args: str, asleep: bool = True
 ) -> Path:
-    """A gcore core of programs/PROGRAM run with `args`, taken once it has printed its ready
-    line ({"pid": ..., "tids": [...]}) and (if `asleep`) every thread it names sleeps."""
-    if shutil.which("gcore") is None:  # before starting a process for nothing
+    """A core of programs/PROGRAM run with `args`, taken once it has printed its ready line
+    ({"pid": ..., "tids": [...]}) and (if `asleep`) every thread it names sleeps: a gcore, or
+    the kernel's core of SIGQUIT for a sid sysroot interpreter (`snapshot`)."""
+    if interp.sysroot is None and shutil.which("gcore") is None:
         raise CoreUnavailable("gcore (from gdb) is not installed")
-    tmpdir = Path(tmpdir)
-    tmpdir.mkdir(parents=True, exist_ok=True)
-    argv = [interp.path, str(PROGRAMS_DIR / program), *args]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmpdir)
+    tmpdir = interp.workdir(tmpdir)
+    argv = [interp.path, interp.see(PROGRAMS_DIR / program), *args]
+    proc = _start(interp, argv, cwd=str(tmpdir), core_limit=interp.sysroot is not None)
     try:
         ready = _read_ready_line(proc, argv)
         if asleep:
             wait_until_sleeping(ready["pid"], ready["tids"])
-        path = gcore(ready["pid"], tmpdir / f"core-{Path(program).stem}")
+        path, _kind = snapshot(interp, proc, ready["pid"], tmpdir / f"core-{Path(program).stem}")
     finally:
         _kill(proc)
     return path
@@ -696,7 +798,10 @@ def make_crash(
     expected_signal, code, origin = _EXPECTED[kind]
     address = SEGV_ADDRESS if kind == "segv" else None
     workdir = Path(tmpdir) / (f"crash-{interp.id}-{kind}")
-    workdir.mkdir(parents=True, exist_ok=False)
+    if interp.sysroot is None:
+        workdir.mkdir(parents=True, exist_ok=False)
+    else:
+        workdir = interp.workdir(workdir)
     argv = _argv(interp, threads, action, address)
     proc = _start(interp, argv, cwd=str(workdir), core_limit=True)
     try:

@@ -83,7 +83,7 @@ class ScenarioCore:
     path: str
     interpreter: Interpreter
     mode: str
-    kind: str  # gcore or crash
+    kind: str  # gcore, sigquit (a snapshot of a sid sysroot process) or crash
     pid: int
     ready: dict
     unicode_path: str  # the non-ASCII module file (mode multi)
@@ -113,8 +113,9 @@ class ScenarioCore:
         return self._stack(self.ready["subinterpreter_stack"])
 
     def _stack(self, recorded: dict) -> list[Frame]:
+        host = self.interpreter.host  # files as this machine sees them (sid: chrooted)
         frames = [
-            Frame(f[0], f[1], f[2], f[3], tuple(f[4]) if f[4] is not None else None)
+            Frame(host(f[0]), f[1], f[2], f[3], tuple(f[4]) if f[4] is not None else None)
             for f in recorded["frames"]
         ]
         positions = self.version >= (3, 11)
@@ -125,8 +126,9 @@ class ScenarioCore:
         if recorded["innermost"] == "crash_call":
             file, line, function = self.ready["string_at"]
             qualname = function if positions else None
-            position = blocking_call_position(file, line) if positions else None
-            frames.append(Frame(file, line, function, qualname, position))
+            readable = self.interpreter.readable(file)
+            position = blocking_call_position(readable, line) if positions else None
+            frames.append(Frame(host(file), line, function, qualname, position))
         return frames
 
 
@@ -135,7 +137,7 @@ class ScenarioCore:
 
 
 def _argv(interp: Interpreter, mode: str, unicode_dir: str) -> list[str]:
-    return [interp.path, str(PROGRAM), mode, unicode_dir]
+    return [interp.path, interp.see(PROGRAM), mode, interp.see(unicode_dir)]
 
 
 def _start(interp: Interpreter, argv: list[str], cwd: str, core_limit: bool) -> subprocess.Popen:
@@ -220,13 +222,16 @@ def make_scenario_core(interp: Interpreter, tmpdir: str | os.PathLike, mode: str
                 f"kernel core_pattern {pattern!r} pipes cores to a program "
                 "and does not write core files here"
             )
-    elif shutil.which("gcore") is None:
+    elif interp.sysroot is None and shutil.which("gcore") is None:
         raise CoreUnavailable("gcore (from gdb) is not installed")
     workdir = Path(tmpdir) / f"{mode}-{interp.id}"
-    workdir.mkdir(parents=True)
+    if interp.sysroot is None:
+        workdir.mkdir(parents=True)
+    else:
+        workdir = interp.workdir(workdir)
     unicode_path = _prepare_unicode_module(interp, workdir)
     argv = _argv(interp, mode, str(unicode_path.parent))
-    proc = _start(interp, argv, cwd=str(workdir), core_limit=crash)
+    proc = _start(interp, argv, cwd=str(workdir), core_limit=crash or interp.sysroot is not None)
     try:
         ready = corefactory._read_ready_line(proc, argv)
         pid = ready["pid"]
@@ -238,19 +243,22 @@ def make_scenario_core(interp: Interpreter, tmpdir: str | os.PathLike, mode: str
             assert proc.stdin is not None
             proc.stdin.write(b"g")
             proc.stdin.flush()
+        kind = "crash"
         if crash:
             path = _wait_for_crash(proc, pid, argv, workdir)
         else:
             if go is not None:
                 wait_busy(pid, tids[go])
-            path = gcore(pid, workdir / f"core-{interp.id}-{mode}")
+            path, kind = corefactory.snapshot(
+                interp, proc, pid, workdir / f"core-{interp.id}-{mode}"
+            )
     finally:
         corefactory._kill(proc)
     return ScenarioCore(
         path=str(path),
         interpreter=interp,
         mode=mode,
-        kind="crash" if crash else "gcore",
+        kind=kind,
         pid=pid,
         ready=ready,
         unicode_path=str(unicode_path),

@@ -20,6 +20,7 @@ from pathlib import Path
 import corefactory
 import pytest
 import stackcases
+import sysroot
 from corefactory import CoreCase, CoreUnavailable, Interpreter
 
 from triage.engine import analyze_core
@@ -131,7 +132,7 @@ def reports():
 
     def get(path: str) -> CoreReport:
         if path not in cache:
-            cache[path] = analyze_core(path)
+            cache[path] = analyze_core(path, **sysroot.options_for(path))
             assert cache[path].error is None, cache[path].error
         return cache[path]
 
@@ -164,7 +165,7 @@ def test_segv_signature_is_the_same_for_every_interpreter(
 
 def test_program_root_is_the_main_scripts_directory(cores, interpreter: Interpreter, reports):
     report = reports(cores.crash(interpreter, "segv").path)
-    assert program_root(report) == PROGRAMS
+    assert sysroot.on_host(program_root(report)) == PROGRAMS
 
 
 def test_fleet_rules_applied_to_a_real_core(cores, interpreter: Interpreter, reports) -> None:
@@ -232,7 +233,7 @@ def moved_program(directory: Path) -> Path:
     source = corefactory.TARGET_PROGRAM.read_text()
     head = "def third_func(action, address):\n"
     assert source.count(head) == 1
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "target.py"
     path.write_text(source.replace(head, head + PADDING))
     return path
@@ -242,7 +243,7 @@ def test_moving_the_crashing_line_keeps_the_signature(
     cores, interpreter: Interpreter, reports, tmp_path: Path, monkeypatch
 ) -> None:
     original = reports(cores.crash(interpreter, "segv").path)
-    program = moved_program(tmp_path / "moved")
+    program = moved_program(interpreter.workdir(tmp_path / "moved"))
     # make_crash runs corefactory.TARGET_PROGRAM: point it at the moved copy (a real program,
     # run for real; only the path changes).
     monkeypatch.setattr(corefactory, "TARGET_PROGRAM", program)
@@ -250,13 +251,13 @@ def test_moving_the_crashing_line_keeps_the_signature(
         case: CoreCase = corefactory.make_crash(interpreter, tmp_path, "segv", threads=2)
     except CoreUnavailable as exc:
         pytest.skip(str(exc))
-    moved = analyze_core(case.path)
+    moved = analyze_core(case.path, **sysroot.options_for(case.path))
     assert moved.error is None
-    assert program_root(moved) == str(program.parent)
+    assert sysroot.on_host(program_root(moved)) == str(program.parent)
     main = next(t for t in moved.threads if t.tid == case.main_tid)
     third = [f for f in main.frames if f.function == "third_func"]
     old_line = corefactory.program_lines()["third_func:ctypes.string_at"]
-    assert [(f.file, f.line) for f in third] == [(str(program), old_line + 4)]
+    assert [(sysroot.on_host(f.file), f.line) for f in third] == [(str(program), old_line + 4)]
     assert corefactory.program_lines(program)["third_func:ctypes.string_at"] == old_line + 4
     assert as_dict(moved.signature) == expected(SEGV_TEXT, SEGV_FRAMES, SEGV_FRAMES, case.main_tid)
     assert moved.signature.id == original.signature.id == SEGV_ID
@@ -271,6 +272,8 @@ def test_on_demand_without_gil_holder_uses_every_threads_top(
 ) -> None:
     """gcore of target.py: every thread sleeps in time.sleep (no GIL holder). The tops are
     third_func (main) and worker_sleep (both workers, deduplicated), sorted."""
+    if interpreter.sysroot is not None:
+        pytest.skip(sysroot.NO_GCORE)
     case = cores.gcore(interpreter)
     report = reports(case.path)
     assert report.signal.origin == "on_demand" and report.signal.name == "SIGSTOP"
@@ -283,6 +286,8 @@ def test_on_demand_without_gil_holder_uses_every_threads_top(
 
 def test_on_demand_uses_the_gil_holder(scenario_cores, interpreter: Interpreter, reports) -> None:
     """gcore of scenarios.py multi: the busy-loop thread holds the GIL; the others sleep."""
+    if interpreter.sysroot is not None:
+        pytest.skip(sysroot.NO_GCORE)
     case = scenario_cores.get(interpreter, "multi")
     report = reports(case.path)
     holders = [t.tid for t in report.threads if t.holds_gil]

@@ -20,6 +20,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+import sysroot
 from corefactory import CoreCase, Interpreter
 
 import triage.cpython.interpreter as interpreter_module
@@ -181,7 +182,7 @@ def probes(cores) -> Callable[[Interpreter], dict[str, Any]]:
                 return real(interp_obj, istate)
 
             with mock.patch.object(interpreter_module, "thread_names", hook):
-                report = analyze_core(case.path)
+                report = analyze_core(case.path, **sysroot.options_for(case.path))
             assert report.error is None, report.error
             assert len(seen) == 1, "expected one interpreter in the core"
             cache[interp.id] = seen[0]

@@ -109,7 +109,15 @@ def cmd_core(args: argparse.Namespace) -> int:
         return EXIT_ERROR if report.error else EXIT_OK
     color = use_color(sys.stdout, args.no_color)
     render_warnings(report, color=use_color(sys.stderr, args.no_color))
-    sys.stdout.write(render_text(report, color=color, verbose=args.verbose))
+    roots = args.lib_search_root or []
+    sys.stdout.write(
+        render_text(
+            report,
+            color=color,
+            verbose=args.verbose,
+            source_roots=[roots] if isinstance(roots, str) else roots,
+        )
+    )
     sys.stdout.flush()
     if report.error is not None:
         _error_line(report.error.message)

@@ -92,7 +92,9 @@ def analyze_core(
                     if lib.build_id and lib.build_id_matches
                 }
                 if native:
-                    stacks = _native_stacks(report, core, memory, images, files, build_ids)
+                    stacks = _native_stacks(
+                        report, core, memory, images, files, build_ids, tuple(search.roots)
+                    )
                 if python:
                     state = read_python(
                         memory,
@@ -176,13 +178,14 @@ def _native_stacks(
     images: list[LoadedImage],
     files: dict[str, str],
     build_ids: dict[str, str],
+    debug_roots: tuple[str, ...],
 ) -> dict[int, list[NativeFrame]] | None:
     """Every thread's native frames; a failure is a warning, never the analysis's end (the
     unwinder and pyelftools are imported here: without --native they cost nothing)."""
     from triage.native.stacks import native_stacks
 
     try:
-        return native_stacks(core, memory, images, files, build_ids)
+        return native_stacks(core, memory, images, files, build_ids, debug_roots)
     except MemoryError:
         raise
     except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from typing import TextIO
 
 from triage.report import CoreReport, FrameReport, ThreadReport
@@ -32,8 +33,16 @@ class Painter:
         return "".join(codes) + text + RESET
 
 
-def render_text(report: CoreReport, *, color: bool = False, verbose: int = 0) -> str:
-    """The report as a person reads it on stdout."""
+def render_text(
+    report: CoreReport,
+    *,
+    color: bool = False,
+    verbose: int = 0,
+    source_roots: Sequence[str] = (),
+) -> str:
+    """The report as a person reads it on stdout. Source lines come from the files the frames
+    name, read here; `source_roots` (the --lib-search-root sysroots) are tried first as
+    ROOT + path, as for libraries."""
     paint = Painter(color)
     lines: list[str] = []
     if report.executable and report.executable_source == "core":
@@ -62,11 +71,13 @@ def render_text(report: CoreReport, *, color: bool = False, verbose: int = 0) ->
         lines.append(
             paint(report.signal.description, BOLD, RED) if crashed else report.signal.description
         )
-    lines += render_threads(report, paint)
+    lines += render_threads(report, paint, SourceCache(source_roots))
     return "\n".join(lines) + "\n"
 
 
-def render_threads(report: CoreReport, paint: Painter) -> list[str]:
+def render_threads(
+    report: CoreReport, paint: Painter, sources: SourceCache | None = None
+) -> list[str]:
     """Tracebacks of every Python thread, grouped by interpreter when there are several."""
     threads = [t for t in report.threads if t.python]
     if not threads:
@@ -76,7 +87,7 @@ def render_threads(report: CoreReport, paint: Painter) -> list[str]:
         return []
     lines: list[str] = []
     interpreters = sorted({t.interpreter_id or 0 for t in threads})
-    sources = SourceCache()
+    sources = sources or SourceCache()
     for iid in interpreters:
         if len(interpreters) > 1:
             lines.append("")
@@ -130,20 +141,26 @@ def render_locals(frame: FrameReport, paint: Painter) -> list[str]:
 
 
 class SourceCache:
-    """Source lines of files readable on this machine, read once per file."""
+    """Source lines of files readable on this machine, read once per file: under each of
+    `roots` (sysroots: ROOT + path) first, then at the path itself."""
 
-    def __init__(self) -> None:
+    def __init__(self, roots: Sequence[str] = ()) -> None:
         self._files: dict[str, list[str] | None] = {}
+        self._roots = [r.rstrip("/") for r in roots]
 
     def line(self, path: str, line: int | None) -> str | None:
         if line is None or line < 1:
             return None
         if path not in self._files:
-            try:
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    self._files[path] = f.read().splitlines()
-            except (OSError, ValueError):
-                self._files[path] = None
+            self._files[path] = None
+            candidates = [root + path for root in self._roots if path.startswith("/")]
+            for candidate in [*candidates, path]:
+                try:
+                    with open(candidate, encoding="utf-8", errors="replace") as f:
+                        self._files[path] = f.read().splitlines()
+                    break
+                except (OSError, ValueError):
+                    continue
         lines = self._files[path]
         if lines is None or line > len(lines):
             return None

@@ -19,11 +19,20 @@ def native_stacks(
     images: list[LoadedImage],
     files: dict[str, str],
     build_ids: dict[str, str],
+    debug_roots: tuple[str, ...] = (),
 ) -> dict[int, list[NativeFrame]]:
-    """Each thread's native frames (newest first), by kernel tid."""
+    """Each thread's native frames (newest first), by kernel tid; separate debug files are
+    looked for in the sysroots `debug_roots` too."""
     modules = Modules(
         [
-            Module(image.path, files[image.path], image.start, image.end, build_ids.get(image.path))
+            Module(
+                image.path,
+                files[image.path],
+                image.start,
+                image.end,
+                build_ids.get(image.path),
+                debug_roots,
+            )
             for image in images
             if image.path in files
         ]

@@ -38,12 +38,18 @@ MAX_FRAMES = 1024
 DEBUG_ROOT = "/usr/lib/debug"
 
 
-def debug_file(build_id: str | None) -> str | None:
-    """This machine's separate debug file of a build, if it has one."""
+def debug_file(build_id: str | None, roots: tuple[str, ...] = ()) -> str | None:
+    """The separate debug file of a build: in each sysroot's `usr/lib/debug` (the
+    --lib-search-root directories: the crashed machine's files, debug packages included),
+    then in this machine's."""
     if not build_id or len(build_id) < 3:
         return None
-    path = f"{DEBUG_ROOT}/.build-id/{build_id[:2]}/{build_id[2:]}.debug"
-    return path if os.path.isfile(path) else None
+    name = f".build-id/{build_id[:2]}/{build_id[2:]}.debug"
+    for base in [*(os.path.join(r, DEBUG_ROOT.lstrip("/")) for r in roots), DEBUG_ROOT]:
+        path = os.path.join(base, name)
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 @dataclass
@@ -55,6 +61,8 @@ class Module:
     start: int
     end: int
     build_id: str | None = None
+    debug_roots: tuple[str, ...] = ()
+    """Sysroots whose usr/lib/debug may hold the file's separate debug file."""
     _symbols: ElfSymbols | None = field(default=None, repr=False)
     _cfi: CallFrames | None = field(default=None, repr=False)
 
@@ -63,7 +71,7 @@ class Module:
         """The symbols to name functions by: those of the file's separate debug file when
         this machine has one (a full .symtab: static functions too), else the file's own."""
         if self._symbols is None:
-            debug = debug_file(self.build_id)
+            debug = debug_file(self.build_id, self.debug_roots)
             try:
                 self._symbols = load_symbols(debug) if debug else None
             except (OSError, ValueError):
