@@ -26,6 +26,7 @@ def is_eval_frame(name: str | None) -> bool:
         return False
     return name.startswith(TAIL_CALL_PREFIX) or any(f in name for f in EVAL_FUNCTIONS)
 
+
 N = TypeVar("N")
 P = TypeVar("P")
 
