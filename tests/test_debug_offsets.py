@@ -207,3 +207,38 @@ def test_a_newer_python_read_through_its_debug_offsets(sid_cores, tmp_path: Path
         "Python 3.15.2 is newer than every layout table (newest: 3.14): read through its own "
         "_Py_DebugOffsets over the 3.14 table" in report["warnings"]
     )
+
+
+def test_a_free_threaded_build_is_refused(sid_cores, tmp_path: Path, run_triage) -> None:
+    """No free-threaded build is on this machine (Debian's archive has none), so the refusal
+    is shown on a real 3.14 core whose _Py_DebugOffsets.free_threaded byte is set, as the
+    block of a free-threaded build has it: one line naming the build and what is supported."""
+    core = sid_cores.crash("python3.14")
+    with open_core(core.path) as opened:
+        parsed = parse_core(opened)
+        images = loaded_images(parsed.mappings)
+        root = core.interpreter.sysroot
+        files = {i.path: root + i.path for i in images if os.path.isfile(root + i.path)}
+        memory = CoreMemory(parsed, files)
+        binary = runtime.find_python_binary(
+            images, files, find_executable(parsed, memory, None).mapping_path
+        )
+        flag = runtime.runtime_address(binary) + load_layout(3, 14).offset(
+            debug_offsets.BLOCK, "free_threaded"
+        )
+        segment = memory.segment_at(flag)
+        offset = segment.offset + flag - segment.vaddr
+        memory.close()
+    mutant = tmp_path / "free-threaded.core"
+    shutil.copyfile(core.path, mutant)
+    with open(mutant, "r+b") as stream:
+        stream.seek(offset)
+        assert stream.read(8) == bytes(8)
+        stream.seek(offset)
+        stream.write((1).to_bytes(8, "little"))
+    rc, _out, err = run_triage("core", str(mutant), "--lib-search-root", root)
+    assert rc == 1
+    assert err == (
+        "triage: error: Python 3.14.10 is a free-threaded build (no GIL), which triage cannot "
+        "read yet; supported: 2.7, 3.6-3.15 with the GIL\n"
+    )

@@ -496,3 +496,26 @@ def test_no_drift(tmp_path: Path, interp: str, table: str) -> None:
     assert fresh == committed, (
         f"{table}.json differs from a fresh derivation; rerun scripts/derive_layouts.py"
     )
+
+
+@pytest.mark.parametrize("name", ["python3.14", "python3.15"])
+def test_no_drift_sid(tmp_path: Path, name: str) -> None:
+    """3.14.json and 3.15.json are what the script derives from Debian sid's stripped static
+    executables (DWARF from the -dbg packages' debug files, macros from the -dev headers)."""
+    import sysroot
+
+    root, why = sysroot.available()
+    if root is None:
+        pytest.skip(str(why))
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), f"{root}/usr/bin/{name}", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    table = name.removeprefix("python")
+    fresh = (tmp_path / f"{table}.json").read_text(encoding="utf-8")
+    committed = (LAYOUT_DIR / f"{table}.json").read_text(encoding="utf-8")
+    assert fresh == committed, f"{table}.json differs from a fresh derivation"

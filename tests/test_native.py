@@ -146,3 +146,34 @@ def test_native_text(preferred_interp: Interpreter, cores, run_triage) -> None:
     assert re.fullmatch(r"    \(C\) \S+ \(libc[.\w-]*\)", lines[-1]) or any(
         re.fullmatch(r"    \(C\) \S+ \(libc[.\w-]*\)", line) for line in lines
     )
+
+
+def test_merge_recognises_every_kind_of_eval_loop_frame() -> None:
+    """The merge rule on function names as builds show them: the loop itself, the part gcc
+    splits off it (Debian's 3.14: `_PyEval_EvalFrameDefault.cold`), 2.7's, and a tail-calling
+    build's instruction functions, one eval-loop call however many of them are adjacent."""
+    from triage.native.merge import merge
+
+    python = ["sleep_in_python", "caller", "module"]
+    entries = [False, True, True]  # two eval-loop calls: [sleep_in_python, caller], [module]
+    for loop in (
+        ["_PyEval_EvalFrameDefault"],
+        ["_PyEval_EvalFrameDefault.cold"],
+        ["PyEval_EvalFrameEx"],
+        ["_TAIL_CALL_CALL_BUILTIN_O", "_PyEval_EvalFrameDefault"],
+        ["_TAIL_CALL_CALL"],
+    ):
+        native = ["time_sleep", *loop, "_PyFunction_Vectorcall", *loop, "PyEval_EvalCode"]
+        merged = merge(native, native, python, entries)
+        assert merged == [
+            "time_sleep",
+            "sleep_in_python",
+            "caller",
+            "_PyFunction_Vectorcall",
+            "module",
+            "PyEval_EvalCode",
+        ], loop
+    # Runs and eval-loop calls that do not pair up: no merge (the caller warns).
+    assert (
+        merge(["_PyEval_EvalFrameDefault"], ["_PyEval_EvalFrameDefault"], python, entries) is None
+    )

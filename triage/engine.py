@@ -19,6 +19,7 @@ from triage.coredump.locate import LibrarySearch, locate
 from triage.coredump.memory import CoreMemory
 from triage.coredump.signals import core_cause
 from triage.coredump.source import identify, open_core
+from triage.coredump.stacks import stack_warnings
 from triage.cpython.interpreter import PyThread, read_python
 from triage.describe import describe_python
 from triage.errors import CoreFileError, TriageError
@@ -78,6 +79,8 @@ def analyze_core(
             search = LibrarySearch.from_options(lib_search_path, lib_search_root)
             report.library_search_path = list(search.path)
             memory = CoreMemory(core)
+            if python or native:
+                report.warnings.extend(stack_warnings(core, memory))
             images = loaded_images(core.mappings)
             try:
                 exe = find_executable(core, memory, executable)
