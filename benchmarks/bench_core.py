@@ -2,9 +2,12 @@
 
     python benchmarks/bench_core.py [--runs N] [--write benchmarks/RESULTS.md]
 
-Makes gcore cores of the test program (2 worker threads) with CPython 3.8 and 3.12 (whichever
-are installed), then times, as whole commands (wall clock, median of N runs, the commands
-taking turns run after run):
+Makes gcore cores of the test program (2 worker threads) with CPython 3.8, 3.12 and 3.13
+(whichever are installed) and, where the tests' Debian sid sysroot can be had (as root;
+scripts/build_sysroot.sh), kernel cores (SIGQUIT) of sid's python3.13, 3.14, 3.14d and 3.15, read
+by both tools from the host with `--lib-search-root` (PyStack also given the executable);
+then times, as whole commands (wall clock, median of N runs, the commands taking turns run
+after run):
 
 * `triage core --header-only CORE` and `triage core CORE` against `pystack core CORE`;
 * `triage core --locals CORE` and `--native` against `pystack core` with the same option;
@@ -30,7 +33,7 @@ from pathlib import Path
 
 from common import ENV, TRIAGE, compile_triage, corefactory, pystack_command, walls
 
-VERSIONS = ((3, 8), (3, 12))
+VERSIONS = ((3, 8), (3, 12), (3, 13))
 
 
 def decompress_command(path: str, scratch: str) -> list[str]:
@@ -42,17 +45,20 @@ def decompress_command(path: str, scratch: str) -> list[str]:
     return ["sh", "-c", f'"{zstd}" -q -d -c "{path}" > "{out}"']
 
 
-def in_process_cache(core_a: str, core_b: str) -> tuple[float, float]:
+def in_process_cache(core_a: str, core_b: str, root: str | None) -> tuple[float, float]:
     """Seconds for a first and a second core of one build, in one fresh process."""
     code = (
         "import json,sys,time\n"
         "from triage import analyze_core\n"
-        "t=time.perf_counter(); analyze_core(sys.argv[1]); a=time.perf_counter()-t\n"
-        "t=time.perf_counter(); analyze_core(sys.argv[2]); b=time.perf_counter()-t\n"
+        "root=sys.argv[3] or None\n"
+        "t=time.perf_counter(); analyze_core(sys.argv[1], lib_search_root=root)\n"
+        "a=time.perf_counter()-t\n"
+        "t=time.perf_counter(); analyze_core(sys.argv[2], lib_search_root=root)\n"
+        "b=time.perf_counter()-t\n"
         "print(json.dumps([a,b]))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, core_a, core_b],
+        [sys.executable, "-c", code, core_a, core_b, root or ""],
         capture_output=True,
         text=True,
         check=True,
@@ -69,27 +75,28 @@ def main() -> int:
     compile_triage()
     pystack = pystack_command()
     triage = [*TRIAGE, "core"]
-    interps = {i.version[:2]: i for i in corefactory.find_interpreters() if i.shared}
+    found = corefactory.find_interpreters()
+    interps = {i.version[:2]: i for i in found if i.shared}
+    chosen = [interps[v] for v in VERSIONS if v in interps]
+    chosen += [i for i in found if i.sysroot is not None]  # the sid sysroot's, when it exists
     rows, cache_rows, zst_rows, locals_rows = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="triage-bench-") as scratch:
-        for ver in VERSIONS:
-            interp = interps.get(ver)
-            if interp is None:
-                print(f"Python {ver[0]}.{ver[1]} not installed: skipped", file=sys.stderr)
-                continue
-            a = corefactory.make_gcore(interp, scratch, threads=2)
-            b = corefactory.make_gcore(interp, scratch, threads=2)
+        for interp in chosen:
+            a = corefactory.make_gcore(interp, Path(scratch) / f"{interp.id}-a", threads=2)
+            b = corefactory.make_gcore(interp, Path(scratch) / f"{interp.id}-b", threads=2)
             zst = corefactory.compress(a.path, "zstd")
+            ours = list(interp.triage_args)  # --lib-search-root ROOT for the sysroot's cores
+            theirs = [interp.realpath, *ours] if interp.sysroot is not None else []
             times = walls(
                 [
-                    [pystack, "core", a.path],
-                    [*triage, "--header-only", a.path],
-                    [*triage, a.path],
-                    [pystack, "core", "--locals", a.path],
-                    [*triage, "--locals", a.path],
-                    [pystack, "core", "--native", a.path],
-                    [*triage, "--native", a.path],
-                    [*triage, "--header-only", zst],
+                    [pystack, "core", a.path, *theirs],
+                    [*triage, "--header-only", a.path, *ours],
+                    [*triage, a.path, *ours],
+                    [pystack, "core", "--locals", a.path, *theirs],
+                    [*triage, "--locals", a.path, *ours],
+                    [pystack, "core", "--native", a.path, *theirs],
+                    [*triage, "--native", a.path, *ours],
+                    [*triage, "--header-only", zst, *ours],
                     decompress_command(zst, scratch),
                 ],
                 args.runs,
@@ -101,13 +108,15 @@ def main() -> int:
             zst_rows.append((interp.id, os.path.getsize(zst), t_dec, t_head, t_zst))
             firsts, seconds = [], []
             for _ in range(max(3, args.runs // 2)):
-                first, second = in_process_cache(a.path, b.path)
+                first, second = in_process_cache(a.path, b.path, interp.sysroot)
                 firsts.append(first)
                 seconds.append(second)
             cache_rows.append((interp.id, statistics.median(firsts), statistics.median(seconds)))
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs, "
-        f"median of {args.runs} runs, gcore cores of tests/programs/target.py with 2 threads.",
+        f"median of {args.runs} runs, cores of tests/programs/target.py with 2 threads: gcore "
+        "for pyenv's builds, the kernel's (SIGQUIT) for the sid sysroot's (`sid*`, read with "
+        "`--lib-search-root`).",
         "",
         "| core | size | pystack core | triage --header-only | ratio | triage (stacks) | ratio |",
         "|---|---|---|---|---|---|---|",

@@ -43,6 +43,8 @@ GO_THREADS = {"multi": "busy-loop", "crash": "crasher"}
 #: latin-1 and CJK characters in the file name. Made at test time, never committed.
 UNICODE_DIR_NAME = "dïr_🐍"
 UNICODE_FILE_NAME = "scn_ünïcode_模块.py"
+#: The name scenarios.py gives the thread that runs that module (a non-ASCII thread name).
+UNICODE_THREAD_NAME = "ünïcode-線"
 
 RECURSION_DEPTH = 300
 

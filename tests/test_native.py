@@ -121,6 +121,8 @@ def test_native_frames_are_gdbs(interpreter: Interpreter, cores, triage_json, tm
     (main,) = [t for t in native["threads"] if t["tid"] == case.main_tid]
     assert main["frames"][-1]["kind"] == "native"
     assert main["frames"][-1]["file"].rsplit("/", 1)[-1].startswith("libc")
+    # Every thread's native and Python frames lined up (no "do not line up" warning).
+    assert native["warnings"] == plain["warnings"] == []
     # Signatures are the Python frames' with or without --native.
     assert native["signature"] == plain["signature"]
     # With the C library's separate debug file on this machine, its static functions

@@ -40,6 +40,7 @@ from stackcases import (
     RECURSION_DEPTH,
     UNICODE_DIR_NAME,
     UNICODE_FILE_NAME,
+    UNICODE_THREAD_NAME,
     Frame,
     ScenarioCore,
     make_non_python_core,
@@ -63,7 +64,7 @@ MULTI_THREADS = {
     "recursion",
     "generator",
     "methods",
-    "unicode",
+    UNICODE_THREAD_NAME,
     "lines",
 }
 
@@ -215,6 +216,10 @@ def test_threads_and_ids(multi: ScenarioCore, triage_json) -> None:
     assert set(multi.tids) == names
     assert multi.tids["MainThread"] == multi.pid
     assert sorted(t["tid"] for t in report["threads"]) == sorted(multi.tids.values())
+    # Thread names as the program named them, the non-ASCII one included.
+    assert {t["tid"]: t["name"] for t in report["threads"]} == {
+        tid: name for name, tid in multi.tids.items()
+    }
     for thread in report["threads"]:
         assert thread["python"] is True
         assert thread["interpreter_id"] == 0
@@ -376,8 +381,8 @@ def test_methods_closures_lambdas(multi: ScenarioCore, triage_json, text_report)
 def test_non_ascii_names(multi: ScenarioCore, triage_json, text_report) -> None:
     """Scenario 6: a module at a non-ASCII path (1-, 2- and 4-byte characters) and, on 3.x,
     functions named with latin-1 and CJK letters."""
-    thread = threads_of(triage_json(multi.path))[multi.tids["unicode"]]
-    assert_stack(thread, multi.expected_stack("unicode"), multi.version)
+    thread = threads_of(triage_json(multi.path))[multi.tids[UNICODE_THREAD_NAME]]
+    assert_stack(thread, multi.expected_stack(UNICODE_THREAD_NAME), multi.version)
     path = multi.unicode_path
     assert path.endswith(os.sep + UNICODE_DIR_NAME + os.sep + UNICODE_FILE_NAME)
     assert "dïr_🐍" in path and "scn_ünïcode_模块.py" in path
@@ -395,7 +400,9 @@ def test_non_ascii_names(multi: ScenarioCore, triage_json, text_report) -> None:
     if multi.version >= (3, 11):
         assert [f["qualname"] for f in python_frames(thread)[-3:]] == names
     text = {t.tid: t for t in parse_tracebacks(text_report(multi.path))}
-    assert [(on_host(f), n, fn) for f, n, fn in text[multi.tids["unicode"]].frames[-3:]] == [
+    assert [
+        (on_host(f), n, fn) for f, n, fn in text[multi.tids[UNICODE_THREAD_NAME]].frames[-3:]
+    ] == [
         (path, u["unicode_entry_call"], names[0]),
         (path, u["unicode_cafe_call"], names[1]),
         (path, u["unicode_sleep"], names[2]),
@@ -598,7 +605,7 @@ def test_same_stacks_as_pystack(
 ) -> None:
     """`pystack core` on the same core shows the same (file, line, co_name) for every thread.
 
-    Not compared: the "unicode" thread on 3.x, where PyStack stops at the first frame with a
+    Not compared: the ünïcode-線 thread on 3.x, where PyStack stops at the first frame with a
     non-ASCII string (a known PyStack bug, DOMAIN.md section 5).
     """
     case = scenario_cores.get(interpreter, mode)
@@ -620,7 +627,7 @@ def test_same_stacks_as_pystack(
     assert sorted(theirs) == sorted(ours)
     compared = 0
     for name, tid in case.tids.items():
-        if name == "unicode" and case.version[0] >= 3:
+        if name == UNICODE_THREAD_NAME and case.version[0] >= 3:
             continue
         mine = [(f["file"], f["line"], f["function"]) for f in python_frames(ours[tid])]
         if interpreter.sysroot is not None:

@@ -46,6 +46,11 @@ RECURSION_DEPTH = 300
 PROGRAM_DIR = os.path.dirname(os.path.abspath(__file__))
 # scn_ünïcode_模块 (written as UTF-8 bytes: a str literal with \u escapes is bytes on 2.7)
 UNICODE_MODULE = b"scn_\xc3\xbcn\xc3\xafcode_\xe6\xa8\xa1\xe5\x9d\x97".decode("utf-8")
+# The name of the thread that runs it: ünïcode-線 (a non-ASCII thread name: 2- and 3-byte
+# characters), a UTF-8 byte string on 2.7, whose Thread() takes str(name)
+UNICODE_THREAD = b"\xc3\xbcn\xc3\xafcode-\xe7\xb7\x9a"
+if sys.version_info[0] >= 3:
+    UNICODE_THREAD = UNICODE_THREAD.decode("utf-8")
 
 
 def native_tid():
@@ -364,7 +369,7 @@ def start_multi(ctx, unicode_dir):
     start(ctx, "recursion", recursion_main, (ctx,), stack_size=4 << 20)
     start(ctx, "generator", generator_main, (ctx,))
     start(ctx, "methods", Worker.start, (ctx,))
-    start(ctx, "unicode", unicode_main, (ctx, module))
+    start(ctx, UNICODE_THREAD, unicode_main, (ctx, module))
     start(ctx, "lines", lines_main, (ctx,))
     if sys.version_info[0] >= 3:
         start(ctx, "asyncio", asyncio_thread_main, (ctx,))

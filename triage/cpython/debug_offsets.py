@@ -15,7 +15,7 @@ and a CPython newer than every table is read through them.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from triage.coredump.memory import CoreMemory
 from triage.cpython.fields import Size, declarations
@@ -29,8 +29,7 @@ _MAX_SECTION = 1 << 24  # _PyRuntimeState, the largest, is ~350 KB
 _SAME = ("tuple_object.ob_size", "list_object.ob_size", "bytes_object.ob_size")
 
 
-@dataclass(frozen=True)
-class DebugOffsets:
+class DebugOffsets(NamedTuple):
     """A validated `_Py_DebugOffsets` block of a core."""
 
     values: dict[str, int]

@@ -11,16 +11,16 @@ behaviour truly changed, a new choice here (docs/architecture.md, "Adding a CPyt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from triage.cpython.layout import Layout
 
-FrameModel = Literal["frame_objects", "cframe", "thread_state"]
-LineTable = Literal["lnotab_unsigned", "lnotab", "linetable_310", "locations"]
-InstanceDicts = Literal["dictoffset", "values_before", "dict_or_values", "inline_values"]
-Where = Literal["interpreter", "runtime", "symbol"]
+if TYPE_CHECKING:  # (typing's Literal costs start-up time; the names are for the checker)
+    FrameModel = Literal["frame_objects", "cframe", "thread_state"]
+    LineTable = Literal["lnotab_unsigned", "lnotab", "linetable_310", "locations"]
+    InstanceDicts = Literal["dictoffset", "values_before", "dict_or_values", "inline_values"]
+    Where = Literal["interpreter", "runtime", "symbol"]
 
 _TS, _IFRAME, _CODE = "PyThreadState", "_PyInterpreterFrame", "PyCodeObject"
 
@@ -50,9 +50,9 @@ INSPECTED_CONSTANTS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Model:
-    """The behaviour of one layout's CPython, as the readers need it."""
+class Model(NamedTuple):
+    """The behaviour of one layout's CPython, as the readers need it (a NamedTuple: it is
+    made at every start, and a dataclass costs the command's start-up a millisecond)."""
 
     frames: FrameModel
     """Where a thread's newest frame is: `PyThreadState.frame`, a chain of `PyFrameObject`

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from triage.coredump.images import LoadedImage
 from triage.coredump.memory import CoreMemory
 from triage.coredump.symbols import ElfSymbols, load_symbols
-from triage.cpython import debug_offsets, version
+from triage.cpython import version
 from triage.cpython.layout import Layout, UnknownLayout, available_versions, load_layout
 from triage.cpython.version import PythonVersion
 from triage.errors import TriageError
@@ -136,6 +136,8 @@ def layout_for(
     read through them over the newest table, marked provisional (a walk that does not validate
     then ends in an error, never in output); without valid debug offsets it is unsupported.
     """
+    from triage.cpython import debug_offsets  # 3.13+ only: not at every start
+
     notes: list[str] = []
     runtime = _runtime_address(binary)
     block = None
