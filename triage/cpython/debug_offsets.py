@@ -15,6 +15,8 @@ and a CPython newer than every table is read through them.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from triage.coredump.memory import CoreMemory
@@ -42,11 +44,14 @@ class DebugOffsets(NamedTuple):
         return self.values.get(f"{section}.size")
 
 
-def block_layouts(version: tuple[int, int]) -> list[tuple[int, int]]:
+def block_layouts(version: tuple[int, int]) -> Iterator[tuple[int, int]]:
     """Versions whose table has the block's layout, in the order to try them for `version`:
-    its own, then the nearest, newer before older."""
-    found = [v for v in available_versions() if load_layout(*v).has(BLOCK)]
-    return sorted(found, key=lambda v: (v != version, abs(v[1] - version[1]), -v[1]))
+    its own, then the nearest, newer before older (tables are loaded as they are tried)."""
+    order = sorted(
+        (v for v in available_versions() if v[0] == version[0]),
+        key=lambda v: (v != version, abs(v[1] - version[1]), -v[1]),
+    )
+    return (v for v in order if load_layout(*v).has(BLOCK))
 
 
 def read(memory: CoreMemory, runtime: int, version: tuple[int, int]) -> DebugOffsets | None:
@@ -92,6 +97,7 @@ def validate(values: dict[str, int]) -> str | None:
     return None
 
 
+@functools.cache
 def _targets() -> dict[str, list[tuple[str, tuple[str, ...], bool]]]:
     """Debug-offset name -> [(struct, member names, is a size)] from the declarations."""
     out: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {}
@@ -107,10 +113,8 @@ def _targets() -> dict[str, list[tuple[str, tuple[str, ...], bool]]]:
 def overlay(base: Layout, block: DebugOffsets, version: tuple[int, int]) -> Layout:
     """`base` with every offset the core publishes (and the engine declares) replacing the
     table's, labelled `version`."""
-    structs = {
-        name: _Struct(s.size, dict(s.fields), dict(s.bitfields))
-        for name, s in base._structs.items()
-    }
+    structs = dict(base._structs)
+    copied: set[str] = set()  # structs copied before their first change (the table is shared)
     for key, targets in _targets().items():
         parts = key.split("+")
         if not all(p in block.values for p in parts):
@@ -120,6 +124,9 @@ def overlay(base: Layout, block: DebugOffsets, version: tuple[int, int]) -> Layo
             entry = structs.get(struct)
             if entry is None:
                 continue
+            if struct not in copied:
+                entry = structs[struct] = _Struct(entry.size, dict(entry.fields), entry.bitfields)
+                copied.add(struct)
             if is_size:
                 structs[struct] = entry._replace(size=value)
                 continue
