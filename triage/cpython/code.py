@@ -46,12 +46,7 @@ class CodeReader:
 
     def __init__(self, objects: ObjectReader) -> None:
         self.objects = objects
-        f = objects.fields(CodeFields)
-        self.f_filename = f.filename
-        self.f_name = f.name
-        self.f_qualname = f.qualname
-        self.f_firstlineno = f.firstlineno
-        self.f_table = f.table
+        self.f = objects.fields(CodeFields)
         self.format = objects.model.line_table
         if self.format == "locations":
             self.code_adaptive = objects.fields(AdaptiveCodeFields).code_adaptive
@@ -69,14 +64,14 @@ class CodeReader:
         mem = objs.memory
         if not address or objs.type_name(address) != "code":
             raise AddressError(address, 0, "not a code object")
-        filename = objs.text(mem.u64(address + self.f_filename))
-        name = objs.text(mem.u64(address + self.f_name))
+        filename = objs.text(mem.u64(address + self.f.filename))
+        name = objs.text(mem.u64(address + self.f.name))
         qualname = None
-        if self.f_qualname is not None:
-            qualname = objs.text(mem.u64(address + self.f_qualname))
-        firstlineno = mem.i32(address + self.f_firstlineno)
+        if self.f.qualname is not None:
+            qualname = objs.text(mem.u64(address + self.f.qualname))
+        firstlineno = mem.i32(address + self.f.firstlineno)
         try:
-            table = objs.bytes_value(mem.u64(address + self.f_table))
+            table = objs.bytes_value(mem.u64(address + self.f.table))
         except AddressError:
             table = b""
         start = address + self.code_adaptive if self.format == "locations" else 0

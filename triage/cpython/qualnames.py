@@ -41,15 +41,7 @@ class QualnameFinder:
         self.enabled = objects.model.qualnames_from_self
         if not self.enabled:
             return
-        f = objects.fields(QualnameFields)
-        self.f_localsplus = f.f_localsplus
-        self.co_argcount = f.co_argcount
-        self.co_varnames = f.co_varnames
-        self.tp_mro = f.tp_mro
-        self.tp_dict = f.tp_dict
-        self.func_code = f.func_code
-        self.func_qualname = f.func_qualname
-        self.wrapped = f.object_size  # classmethod/staticmethod: the callable follows
+        self.f = objects.fields(QualnameFields)
         self._first_arg: dict[int, str | None] = {}
         self._found: dict[tuple[int, int], str | None] = {}
 
@@ -61,7 +53,7 @@ class QualnameFinder:
             first = self._first_argument(code)
             if first is None:
                 return None
-            value = self.memory.u64(frame + self.f_localsplus)
+            value = self.memory.u64(frame + self.f.f_localsplus)
             if not value:
                 return None
             cls = value if first == "cls" else self.objects.type_of(value)
@@ -77,8 +69,8 @@ class QualnameFinder:
     def _first_argument(self, code: CodeInfo) -> str | None:
         if code.address not in self._first_arg:
             name = None
-            if self.memory.i32(code.address + self.co_argcount) >= 1:
-                names = self.objects.tuple_items(self.memory.u64(code.address + self.co_varnames))
+            if self.memory.i32(code.address + self.f.co_argcount) >= 1:
+                names = self.objects.tuple_items(self.memory.u64(code.address + self.f.co_varnames))
                 if names:
                     text = self.objects.text(names[0])
                     name = text if text in FIRST_ARGUMENTS else None
@@ -90,18 +82,18 @@ class QualnameFinder:
         return bool(self.memory.u64(tp + self.objects.tp_flags) & Py_TPFLAGS_TYPE_SUBCLASS)
 
     def _search(self, cls: int, code: CodeInfo) -> str | None:
-        mro = self.memory.u64(cls + self.tp_mro)
+        mro = self.memory.u64(cls + self.f.tp_mro)
         for klass in self.objects.tuple_items(mro) if mro else [cls]:
-            namespace = self.memory.u64(klass + self.tp_dict)
+            namespace = self.memory.u64(klass + self.f.tp_dict)
             if not namespace:
                 continue
             attr = dict_get_str(self.objects, namespace, self._member_name(klass, code.name))
             if not attr:
                 continue
             func = self._function(attr)
-            if func and self.memory.u64(func + self.func_code) == code.address:
-                if self.func_qualname is not None:
-                    return self.objects.text(self.memory.u64(func + self.func_qualname))
+            if func and self.memory.u64(func + self.f.func_code) == code.address:
+                if self.f.func_qualname is not None:
+                    return self.objects.text(self.memory.u64(func + self.f.func_qualname))
                 return f"{self._class_name(klass)}.{code.name}"
         return None
 
@@ -118,7 +110,7 @@ class QualnameFinder:
         if kind == "function":
             return attr
         if kind in ("classmethod", "staticmethod"):
-            inner = self.memory.u64(attr + self.wrapped)
+            inner = self.memory.u64(attr + self.f.object_size)  # the wrapped callable
             return inner if inner and self.objects.type_name(inner) == "function" else None
         return None
 
