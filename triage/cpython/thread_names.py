@@ -33,20 +33,14 @@ _READ_ERRORS = (TriageError, LookupError, ValueError, OverflowError)
 
 
 class ModuleFields(Offsets):
-    """`sys.modules` of an interpreter, and a module's namespace."""
+    """A module's namespace."""
 
-    modules = Field(
-        "PyInterpreterState",
-        "imports.modules",
-        "modules",
-        debug="interpreter_state.imports_modules",
-    )
     md_dict = Field("PyModuleObject", "md_dict")
 
 
 def sys_modules(interp: Interpreter, interp_state: int) -> int:
     """The address of ``sys.modules`` of one interpreter (0 if it has none yet)."""
-    return interp.memory.u64(interp_state + interp.objects.fields(ModuleFields).modules)
+    return interp.memory.u64(interp_state + interp.i_modules)
 
 
 def thread_names(interp: Interpreter, interp_state: int) -> dict[int, str]:
