@@ -556,6 +556,23 @@ def wait_until_sleeping(pid: int, tids: Sequence[int], timeout: float = 10.0) ->
     return False
 
 
+def _cpu_ticks(pid: int, tid: int) -> int:
+    with open(f"/proc/{pid}/task/{tid}/stat") as stream:
+        fields = stream.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15 of stat)
+
+
+def wait_busy(pid: int, tid: int, ticks: int = 5, timeout: float = 10.0) -> None:
+    """Wait until thread `tid` has run on the CPU for `ticks` clock ticks since now."""
+    start = _cpu_ticks(pid, tid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _cpu_ticks(pid, tid) - start >= ticks:
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"thread {tid} of pid {pid} did not start its busy loop")
+
+
 def mapped_files(pid: int) -> list[str]:
     """The distinct file paths mapped into a live process, in address order."""
     paths: list[str] = []
@@ -712,6 +729,11 @@ def gcore_program(
         ready = _read_ready_line(proc, argv)
         if asleep:
             wait_until_sleeping(ready["pid"], ready["tids"])
+        elif interp.sysroot is not None:
+            # A kernel snapshot is instant (gcore takes its time to attach): let the program
+            # get back from writing its ready line into the busy state it announced.
+            for tid in ready["tids"]:
+                wait_busy(ready["pid"], tid)
         path, _kind = snapshot(interp, proc, ready["pid"], tmpdir / f"core-{Path(program).stem}")
     finally:
         _kill(proc)

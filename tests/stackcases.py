@@ -181,21 +181,7 @@ def wait_in_place(
     raise RuntimeError(f"threads of pid {pid} did not block in place: (state, syscall) {states}")
 
 
-def _cpu_ticks(pid: int, tid: int) -> int:
-    with open(f"/proc/{pid}/task/{tid}/stat") as stream:
-        fields = stream.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15 of stat)
-
-
-def wait_busy(pid: int, tid: int, ticks: int = 5, timeout: float = 10.0) -> None:
-    """Wait until thread `tid` has run on the CPU for `ticks` clock ticks since now."""
-    start = _cpu_ticks(pid, tid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _cpu_ticks(pid, tid) - start >= ticks:
-            return
-        time.sleep(0.01)
-    raise RuntimeError(f"thread {tid} of pid {pid} did not start its busy loop")
+wait_busy = corefactory.wait_busy
 
 
 gcore = corefactory.gcore
