@@ -75,7 +75,7 @@ def main() -> int:
     compile_triage()
     pystack = pystack_command()
     triage = [*TRIAGE, "core"]
-    found = corefactory.find_interpreters()
+    found = corefactory.find_interpreters(sysroot=True)
     interps = {i.version[:2]: i for i in found if i.shared}
     chosen = [interps[v] for v in VERSIONS if v in interps]
     chosen += [i for i in found if i.sysroot is not None]  # the sid sysroot's, when it exists

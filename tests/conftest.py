@@ -38,7 +38,7 @@ _BASE_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "NO_COLOR", "FORC
 
 
 def _interpreter_params() -> list:
-    found = corefactory.find_interpreters()
+    found = corefactory.find_interpreters(sysroot=True)
     if not found:
         return [
             pytest.param(
@@ -64,7 +64,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def interpreters() -> list[Interpreter]:
-    return corefactory.find_interpreters()
+    return corefactory.find_interpreters(sysroot=True)
 
 
 @pytest.fixture(scope="session")

@@ -286,8 +286,10 @@ def _versioned_name(bindir: Path) -> Path | None:
 
 
 @functools.cache
-def find_interpreters() -> list[Interpreter]:
-    """Every usable interpreter: pyenv versions first (by version), then /usr/bin/python3*."""
+def find_interpreters(sysroot: bool = False) -> list[Interpreter]:
+    """Every usable interpreter: pyenv versions first (by version), then /usr/bin/python3*,
+    then, with `sysroot`, those of the tests' Debian sid sysroot (built on first use, as root:
+    see sysroot.py; the demo and the sweep benchmark leave it out)."""
     found: list[Interpreter] = []
     seen: set[str] = set()
 
@@ -324,9 +326,11 @@ def find_interpreters() -> list[Interpreter]:
     for path in system:
         if re.fullmatch(r"python3(\.\d+)?", path.name):
             add(path, "debian" if Path("/etc/debian_version").exists() else "system")
-    import sysroot
+    if not sysroot:
+        return found
+    import sysroot as sid
 
-    return found + sysroot.interpreters()
+    return found + sid.interpreters()
 
 
 def preferred_interpreter(
