@@ -3,6 +3,8 @@ helpers that run the `triage` command the way a user does.
 
 Fixtures
     interpreters      session: list of every corefactory.Interpreter found (may be empty)
+    scenario_cores    session: ScenarioCores, cores of tests/programs/scenarios.py by
+                      interpreter and mode (multi, crash, subinterp), made once
     interpreter       one Interpreter; a test asking for it runs once per interpreter
                       (ids py2.7.18 ... py3.13.0, debian3.11)
     cores             session: CoreCache with .gcore(interp) and .crash(interp, kind), each made
@@ -27,6 +29,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import corefactory
+import stackcases
 import sysroot
 from corefactory import CoreCase, CoreUnavailable, Interpreter
 
@@ -206,3 +209,10 @@ class SidCores:
 @pytest.fixture(scope="session")
 def sid_cores(cores: CoreCache) -> SidCores:
     return SidCores(cores)
+
+
+@pytest.fixture(scope="session")
+def scenario_cores(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("stacks")
+    yield stackcases.ScenarioCores(root)
+    shutil.rmtree(root, ignore_errors=True)  # ~25 MB per core

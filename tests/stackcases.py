@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import corefactory
+import pytest
 from corefactory import CoreUnavailable, Interpreter
 
 PROGRAM = corefactory.PROGRAMS_DIR / "scenarios.py"
@@ -291,6 +292,41 @@ def make_non_python_core(tmpdir: str | os.PathLike) -> str:
     finally:
         corefactory._kill(proc)
     return str(path)
+
+
+class ScenarioCores:
+    """Cores of scenarios.py, made at most once per session; failures are remembered."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._made: dict[tuple[str, str], ScenarioCore | BaseException] = {}
+        self._non_python: str | BaseException | None = None
+
+    def get(self, interp: Interpreter, mode: str) -> ScenarioCore:
+        key = (interp.id, mode)
+        if key not in self._made:
+            try:
+                self._made[key] = make_scenario_core(interp, self.root, mode)
+            except Exception as exc:  # remembered: one failure, not one per test
+                self._made[key] = exc
+        made = self._made[key]
+        if isinstance(made, CoreUnavailable):
+            pytest.skip(str(made))
+        if isinstance(made, BaseException):
+            raise made
+        return made
+
+    def non_python(self) -> str:
+        if self._non_python is None:
+            try:
+                self._non_python = make_non_python_core(self.root / "non-python")
+            except Exception as exc:
+                self._non_python = exc
+        if isinstance(self._non_python, CoreUnavailable):
+            pytest.skip(str(self._non_python))
+        if isinstance(self._non_python, BaseException):
+            raise self._non_python
+        return self._non_python
 
 
 # --------------------------------------------------------------------------------------------

@@ -677,7 +677,7 @@ def test_ci_native(run_triage, job: Path, crashes: Crashes) -> None:
     assert [line for line in out.splitlines() if line.startswith("Signature ")] == [
         line for line in plain.splitlines() if line.startswith("Signature ")
     ]
-    native = re.compile(r"^    \(C\) \S+ \((lib\S+|python\S*)\)$", re.M)
+    native = re.compile(r"^    \(C\) File \".*\", line \d+, in .+ \((lib\S+|python\S*)\)$", re.M)
     assert native.search(out) and not native.search(plain)
     # The crashing frames, oldest first: ctypes' C code runs under third_func.
     lines = out.splitlines()

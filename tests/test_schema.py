@@ -182,6 +182,9 @@ def test_nested_containers(pa):
         "end_column",
         "locals",
         "address",
+        "library",
+        "inlined",
+        "hidden",
     ]
     # --locals: a nullable list (None when not asked for) of (name, kind, value).
     variables = _field(schema, "report.threads.frames.locals")

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import corefactory
 import pytest
-import stackcases
 import sysroot
 from corefactory import CoreCase, CoreUnavailable, Interpreter
 
@@ -94,35 +93,6 @@ def bootstrap_frames(version: tuple[int, ...]) -> list[str]:
         "threading:Thread._bootstrap_inner",
         "threading:Thread._bootstrap",
     ]
-
-
-class ScenarioCores:
-    """Cores of scenarios.py made at most once per session (failures remembered as skips)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._made: dict[tuple[str, str], stackcases.ScenarioCore | CoreUnavailable] = {}
-
-    def get(self, interp: Interpreter, mode: str) -> stackcases.ScenarioCore:
-        key = (interp.id, mode)
-        if key not in self._made:
-            try:
-                self._made[key] = stackcases.make_scenario_core(interp, self.root, mode)
-            except CoreUnavailable as exc:
-                self._made[key] = exc
-        made = self._made[key]
-        if isinstance(made, CoreUnavailable):
-            pytest.skip(str(made))
-        return made
-
-
-@pytest.fixture(scope="module")
-def scenario_cores(tmp_path_factory: pytest.TempPathFactory):
-    import shutil
-
-    root = tmp_path_factory.mktemp("signature-scenarios")
-    yield ScenarioCores(root)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

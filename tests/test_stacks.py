@@ -31,7 +31,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from corefactory import CoreUnavailable, Interpreter
@@ -43,8 +42,7 @@ from stackcases import (
     UNICODE_THREAD_NAME,
     Frame,
     ScenarioCore,
-    make_non_python_core,
-    make_scenario_core,
+    ScenarioCores,
     markers,
     parse_tracebacks,
 )
@@ -71,48 +69,6 @@ MULTI_THREADS = {
 
 # --------------------------------------------------------------------------------------------
 # Cores, made once per interpreter and mode
-
-
-class ScenarioCores:
-    """Cores of scenarios.py, made at most once per session; failures are remembered."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._made: dict[tuple[str, str], ScenarioCore | BaseException] = {}
-        self._non_python: str | BaseException | None = None
-
-    def get(self, interp: Interpreter, mode: str) -> ScenarioCore:
-        key = (interp.id, mode)
-        if key not in self._made:
-            try:
-                self._made[key] = make_scenario_core(interp, self.root, mode)
-            except Exception as exc:  # remembered: one failure, not one per test
-                self._made[key] = exc
-        made = self._made[key]
-        if isinstance(made, CoreUnavailable):
-            pytest.skip(str(made))
-        if isinstance(made, BaseException):
-            raise made
-        return made
-
-    def non_python(self) -> str:
-        if self._non_python is None:
-            try:
-                self._non_python = make_non_python_core(self.root / "non-python")
-            except Exception as exc:
-                self._non_python = exc
-        if isinstance(self._non_python, CoreUnavailable):
-            pytest.skip(str(self._non_python))
-        if isinstance(self._non_python, BaseException):
-            raise self._non_python
-        return self._non_python
-
-
-@pytest.fixture(scope="session")
-def scenario_cores(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("stacks")
-    yield ScenarioCores(root)
-    shutil.rmtree(root, ignore_errors=True)  # ~25 MB per core
 
 
 @pytest.fixture

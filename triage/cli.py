@@ -68,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the native (C) frames too, merged with the Python frames",
     )
     core.add_argument(
+        "--native-all",
+        action="store_true",
+        help="--native, and the threads the interpreter does not know (native frames only)",
+    )
+    core.add_argument(
+        "--native-last",
+        action="store_true",
+        help="--native, showing only the native frames after each thread's last Python frame",
+    )
+    core.add_argument(
+        "--native-unfiltered",
+        action="store_true",
+        help="--native, showing also the frames of the interpreter's call machinery that "
+        "are hidden by default (as PyStack hides them)",
+    )
+    core.add_argument(
         "--header-only",
         action="store_true",
         help="only the core file information (process, signal, libraries): no stacks",
@@ -88,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_core(args: argparse.Namespace) -> int:
     from triage.engine import analyze_core
-    from triage.render import render_text, render_warnings, use_color
+    from triage.render import NativeView, render_text, render_warnings, use_color
 
     report = analyze_core(
         args.core,
@@ -98,7 +114,7 @@ def cmd_core(args: argparse.Namespace) -> int:
         python=not args.header_only,
         exhaustive=args.exhaustive,
         locals=args.locals,
-        native=args.native,
+        native=args.native or args.native_all or args.native_last or args.native_unfiltered,
     )
     if args.format == "json":
         from triage.report import to_json
@@ -116,6 +132,7 @@ def cmd_core(args: argparse.Namespace) -> int:
             color=color,
             verbose=args.verbose,
             source_roots=[roots] if isinstance(roots, str) else roots,
+            native=NativeView(args.native_all, args.native_last, args.native_unfiltered),
         )
     )
     sys.stdout.flush()

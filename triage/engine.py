@@ -63,6 +63,7 @@ def analyze_core(
     report = CoreReport(core=CoreFileInfo(path=path, size=0), triage_version=__version__)
     stacks: dict[int, list[NativeFrame]] | None = None
     python_threads: list[PyThread] = []
+    vectorcall = True
     try:
         with open_core(path) as opened:
             report.core = CoreFileInfo(
@@ -96,7 +97,7 @@ def analyze_core(
                 }
                 if native:
                     stacks = _native_stacks(
-                        report, core, memory, images, files, build_ids, tuple(search.roots)
+                        report, core, memory, images, files, build_ids, search, exe.mapping_path
                     )
                 if python:
                     state = read_python(
@@ -110,6 +111,7 @@ def analyze_core(
                         variables=locals,
                     )
                     python_threads = state.threads
+                    vectorcall = state.vectorcall
                     describe_python(report, state)
             finally:
                 memory.close()
@@ -132,7 +134,7 @@ def analyze_core(
     if stacks:
         from triage.native.stacks import attach_native
 
-        attach_native(report, python_threads, stacks)
+        attach_native(report, python_threads, stacks, vectorcall)
     report.analysis_seconds = round(time.perf_counter() - started, 6)
     return report
 
@@ -181,14 +183,19 @@ def _native_stacks(
     images: list[LoadedImage],
     files: dict[str, str],
     build_ids: dict[str, str],
-    debug_roots: tuple[str, ...],
+    search: LibrarySearch,
+    exe_mapping: str | None,
 ) -> dict[int, list[NativeFrame]] | None:
     """Every thread's native frames; a failure is a warning, never the analysis's end (the
     unwinder and pyelftools are imported here: without --native they cost nothing)."""
+    from triage.coredump.linkmap import link_map_names
     from triage.native.stacks import native_stacks
 
     try:
-        return native_stacks(core, memory, images, files, build_ids, debug_roots)
+        names = link_map_names(memory, images, exe_mapping)
+        return native_stacks(
+            core, memory, images, files, build_ids, tuple(search.roots), tuple(search.path), names
+        )
     except MemoryError:
         raise
     except Exception as exc:

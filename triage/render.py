@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TextIO
 
 from triage.report import CoreReport, FrameReport, ThreadReport
@@ -12,6 +13,21 @@ from triage.report import CoreReport, FrameReport, ThreadReport
 BOLD, RED, GREEN, YELLOW, CYAN = "\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m"
 BLUE = "\x1b[34m"
 RESET = "\x1b[0m"
+
+
+@dataclass(frozen=True)
+class NativeView:
+    """Which native frames the text shows (JSON always has them all, each marked)."""
+
+    all_threads: bool = False
+    """--native-all: also the threads the interpreter does not know (native frames only)."""
+    last_only: bool = False
+    """--native-last: of each thread's native frames, only those after its last Python one."""
+    unfiltered: bool = False
+    """--native-unfiltered: also the frames PyStack's display rules hide."""
+
+
+DEFAULT_VIEW = NativeView()
 
 
 def use_color(stream: TextIO, no_color: bool) -> bool:
@@ -39,6 +55,7 @@ def render_text(
     color: bool = False,
     verbose: int = 0,
     source_roots: Sequence[str] = (),
+    native: NativeView = DEFAULT_VIEW,
 ) -> str:
     """The report as a person reads it on stdout. Source lines come from the files the frames
     name, read here; `source_roots` (the --lib-search-root sysroots) are tried first as
@@ -71,15 +88,20 @@ def render_text(
         lines.append(
             paint(report.signal.description, BOLD, RED) if crashed else report.signal.description
         )
-    lines += render_threads(report, paint, SourceCache(source_roots))
+    lines += render_threads(report, paint, SourceCache(source_roots), native)
     return "\n".join(lines) + "\n"
 
 
 def render_threads(
-    report: CoreReport, paint: Painter, sources: SourceCache | None = None
+    report: CoreReport,
+    paint: Painter,
+    sources: SourceCache | None = None,
+    native: NativeView = DEFAULT_VIEW,
 ) -> list[str]:
-    """Tracebacks of every Python thread, grouped by interpreter when there are several."""
+    """Tracebacks of every Python thread, grouped by interpreter when there are several (with
+    --native-all, then the threads without Python that have native frames, in core order)."""
     threads = [t for t in report.threads if t.python]
+    others = [t for t in report.threads if not t.python and t.frames] if native.all_threads else []
     if not threads:
         if report.threads and report.error is None and report.python_version is None:
             tids = [f"{t.tid} (crashed)" if t.crashed else str(t.tid) for t in report.threads]
@@ -95,11 +117,18 @@ def render_threads(
                 paint("In the main interpreter" if iid == 0 else f"In interpreter {iid}", BOLD)
             )
         for thread in (t for t in threads if (t.interpreter_id or 0) == iid):
-            lines += render_thread(thread, paint, sources)
+            lines += render_thread(thread, paint, sources, native)
+    for thread in others:
+        lines += render_thread(thread, paint, sources, native)
     return lines
 
 
-def render_thread(thread: ThreadReport, paint: Painter, sources: SourceCache) -> list[str]:
+def render_thread(
+    thread: ThreadReport,
+    paint: Painter,
+    sources: SourceCache,
+    native: NativeView = DEFAULT_VIEW,
+) -> list[str]:
     tid = thread.tid if thread.tid is not None else "?"
     name = f" ({thread.name})" if thread.name else ""
     status = ", ".join(thread.status)
@@ -107,10 +136,14 @@ def render_thread(thread: ThreadReport, paint: Painter, sources: SourceCache) ->
         return [f"The frame stack for thread {tid}{name} is empty"]
     head = f"Traceback for thread {tid}{name} [{status}] (most recent call last):"
     lines = [paint(head, BOLD)]
-    for frame in thread.frames:
+    last_python = max((i for i, f in enumerate(thread.frames) if f.kind == "python"), default=-1)
+    for index, frame in enumerate(thread.frames):
         if frame.kind == "native":
-            library = frame.file.rsplit("/", 1)[-1]
-            lines.append(f"    {paint('(C)', BLUE)} {paint(frame.function, YELLOW)} ({library})")
+            if frame.hidden and not native.unfiltered:
+                continue
+            if native.last_only and index < last_python:
+                continue
+            lines.append(native_line(frame, paint))
             continue
         func = frame.qualname or frame.function
         where = f"line {frame.line}" if frame.line is not None else "line ?"
@@ -123,6 +156,19 @@ def render_thread(thread: ThreadReport, paint: Painter, sources: SourceCache) ->
             lines.append(f"        {source}")
         lines += render_locals(frame, paint)
     return lines
+
+
+def native_line(frame: FrameReport, paint: Painter) -> str:
+    """`(C) File "F", line N, in FUNCTION [(inlined)] (LIBRARY)`, as PyStack prints it (line 0
+    and file ??? without debug information)."""
+    library = (frame.library or "???").rsplit("/", 1)[-1]
+    inlined = " (inlined)" if frame.inlined else ""
+    # Neither a symbol nor debug information: PyStack names the library as the file.
+    where = library if frame.function == "???" and frame.file == "???" else frame.file
+    return (
+        f'    {paint("(C)", BLUE)} File "{paint(where, CYAN)}", line {frame.line or 0}, in '
+        f"{paint(frame.function, YELLOW)}{inlined} ({library})"
+    )
 
 
 def render_locals(frame: FrameReport, paint: Painter) -> list[str]:

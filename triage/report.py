@@ -107,8 +107,11 @@ class FrameReport:
 
     kind: Literal["python", "native"]
     function: str
-    """co_name for Python frames; the symbol (or ???) for native ones."""
+    """co_name for Python frames; for native ones the function (the symbol, or DWARF's name
+    of an inlined call), or ??? when unknown."""
     file: str
+    """The source file (native frames: as the DWARF line table records it, ??? without
+    debug information)."""
     line: int | None = None
     qualname: str | None = None
     """co_qualname (3.11+): Class.method, outer.<locals>.inner."""
@@ -120,7 +123,14 @@ class FrameReport:
     """Arguments and local variables (Python frames, with --locals); None when not asked."""
     address: Annotated[int, "arrow:uint64"] | None = None
     """Instruction address (native frames, with --native): the return address but for the
-    newest frame."""
+    newest frame; the inlined calls at an address share it."""
+    library: str | None = None
+    """The mapped file the native frame's code is in (as the core names it)."""
+    inlined: bool = False
+    """A native call the compiler inlined into the function of the next frame."""
+    hidden: bool = False
+    """A native frame PyStack's display rules leave out (the interpreter's call machinery);
+    the text output shows it with --native-unfiltered."""
 
 
 @model

@@ -22,6 +22,7 @@ _SHDR = struct.Struct("<IIQQQQIIQQ")
 _SYM = struct.Struct("<IBBHQQ")
 SHT_SYMTAB, SHT_DYNSYM, SHT_NOBITS = 2, 11, 8
 STT_OBJECT, STT_FUNC, STT_TLS, STT_GNU_IFUNC = 1, 2, 6, 10
+STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
 SHN_UNDEF = 0
 ET_DYN = 3
 PAGE = 4096
@@ -38,6 +39,7 @@ class Section:
     size: int
     link: int
     entsize: int
+    flags: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,10 @@ class ElfSymbols:
     tables: list[_Table] = field(default_factory=list, repr=False)
     _names: dict[str, int | None] = field(default_factory=dict, repr=False)
     _func_starts: list[int] | None = field(default=None, repr=False)
-    _func_rows: list[tuple[int, int, str]] = field(default_factory=list, repr=False)
+    _func_rows: list[tuple[int, int, int, int, int, int]] = field(default_factory=list, repr=False)
+    section_ranges: dict[int, tuple[int, int]] = field(default_factory=dict, repr=False)
+    """Each allocated section's [start, end) link-time addresses, by section index."""
+    _func_reach: list[int] = field(default_factory=list, repr=False)
 
     def load_bias(self, mapped_at: int) -> int:
         """What to add to a link-time address of this file mapped from `mapped_at` (its lowest
@@ -92,35 +97,67 @@ class ElfSymbols:
         return None
 
     def symbolize(self, address: int) -> tuple[str, int] | None:
-        """The function containing a link-time address, and the offset into it."""
+        """The function containing a link-time address, and the offset into it, chosen as
+        elfutils chooses (so names match gdb's and PyStack's): a global symbol before a local
+        one, then the one starting closest below, then GLOBAL before WEAK, then the smaller
+        size, then the first in the table; versioned names as the table has them
+        (`__libc_start_main@@GLIBC_2.34`). An unsized symbol counts only where no sized one
+        contains the address."""
         if self._func_starts is None:
             self._build_functions()
         assert self._func_starts is not None
+        rows, reach = self._func_rows, self._func_reach
         i = bisect.bisect_right(self._func_starts, address) - 1
-        while i >= 0:
-            start, size, name = self._func_rows[i]
-            if address < start + max(size, 1):
-                return name, address - start
-            if size:  # a sized symbol that does not cover it: nothing earlier will
-                return None
+        best: tuple[bool, int, bool, int, int] | None = None  # (global, start, GLOBAL, ...)
+        best_row = -1
+        while i >= 0 and reach[i] > address:
+            start, order, size, bind, _name, _section = rows[i]
+            if size and address < start + size:
+                key = (bind != STB_LOCAL, start, bind == STB_GLOBAL, -size, -order)
+                if best is None or key > best:
+                    best, best_row = key, i
             i -= 1
-        return None
+        if best is None:
+            # An unsized symbol (hand-written assembly, _start) counts up to the next symbol
+            # and within its own section only (`_init` does not name the PLT after it).
+            i = bisect.bisect_right(self._func_starts, address) - 1
+            if i < 0 or rows[i][2]:
+                return None
+            section = self.section_ranges.get(rows[i][5])
+            if section is None or not section[0] <= address < section[1]:
+                return None
+            best_row = i
+        start = rows[best_row][0]
+        return self._func_name(rows[best_row][4]), address - start
+
+    def _func_name(self, ref: int) -> str:
+        """A function symbol's name (decoded only for the symbols asked about)."""
+        table, offset = ref >> 32, ref & 0xFFFFFFFF
+        strings = self.tables[table].strings
+        return strings[offset : strings.find(b"\0", offset)].decode("utf-8", "replace")
 
     def _build_functions(self) -> None:
-        funcs: dict[int, tuple[int, str]] = {}
-        for table in self.tables:
-            strings = table.strings
+        # start, order, size, binding, name (table << 32 | offset), section index
+        rows: list[tuple[int, int, int, int, int, int]] = []
+        order = 0
+        for number, table in enumerate(self.tables):
             for st_name, info, _o, shndx, value, size in _SYM.iter_unpack(table.symbols):
+                order += 1
                 if shndx == SHN_UNDEF or not st_name or not value:
                     continue
                 if info & 0xF not in (STT_FUNC, STT_GNU_IFUNC):
                     continue
-                prev = funcs.get(value)
-                if prev is None or (size and not prev[0]):
-                    end = strings.find(b"\0", st_name)
-                    funcs[value] = (size, strings[st_name:end].decode("utf-8", "replace"))
-        self._func_rows = sorted((v, s, n) for v, (s, n) in funcs.items())
-        self._func_starts = [r[0] for r in self._func_rows]
+                rows.append((value, order, size, info >> 4, number << 32 | st_name, shndx))
+        rows.sort()
+        # reach[i]: the furthest end of rows[0..i] (unsized rows reach one past their start),
+        # so a lookup walks back only while an earlier symbol may still contain the address.
+        reach, furthest = [], 0
+        for start, _order, size, _bind, _name, _section in rows:
+            furthest = max(furthest, start + max(size, 1))
+            reach.append(furthest)
+        self._func_rows = rows
+        self._func_reach = reach
+        self._func_starts = [r[0] for r in rows]
 
 
 _BY_BUILD_ID: dict[str, ElfSymbols] = {}
@@ -165,13 +202,16 @@ def _parse(path: str, m: mmap.mmap) -> ElfSymbols:
         names = m[raw[shstrndx][4] : raw[shstrndx][4] + raw[shstrndx][5]]
     sections: dict[str, Section] = {}
     by_index: list[Section] = []
-    for name_off, stype, _flags, addr, offset, size, link, _info, _align, entsize in raw:
+    for name_off, stype, flags, addr, offset, size, link, _info, _align, entsize in raw:
         end = names.find(b"\0", name_off)
         name = names[name_off:end].decode("ascii", "replace") if name_off < len(names) else ""
-        sec = Section(name, stype, addr, offset, size, link, entsize)
+        sec = Section(name, stype, addr, offset, size, link, entsize, flags)
         by_index.append(sec)
         sections.setdefault(name, sec)
     out = ElfSymbols(path, header.type, min(loads) if loads else 0, sections)
+    out.section_ranges = {
+        i: (sec.addr, sec.addr + sec.size) for i, sec in enumerate(by_index) if sec.addr
+    }
     # .symtab first: it has the local symbols (interp_head, collecting) as well.
     for kind in (SHT_SYMTAB, SHT_DYNSYM):
         for table in (s for s in by_index if s.type == kind):

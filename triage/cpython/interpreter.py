@@ -110,6 +110,8 @@ class PythonState:
     finalizing: bool = False
     gc_collecting: bool = False
     warnings: list[str] = field(default_factory=list)
+    vectorcall: bool = True
+    """The interpreter calls through vectorcall (3.8+): native display rules depend on it."""
 
 
 class Interpreter:
@@ -368,6 +370,7 @@ def read_python(
     layout, notes = layout_for(memory, binary, ver)
     interp = Interpreter(memory, binary, layout)
     state = PythonState(ver, binary.path, layout.derived_from, warnings=notes)
+    state.vectorcall = interp.model.vectorcall
     tidset = set(core_tids)
     pending: list[PyThread] = []
     for istate in interp.interpreters(exhaustive):

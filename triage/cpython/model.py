@@ -38,6 +38,7 @@ INSPECTED_STRUCTS = frozenset(
         "PyInterpreterState",
         "_PyRuntimeState",
         "PyObject",
+        "PyTypeObject",
     }
 )
 INSPECTED_CONSTANTS = (
@@ -100,6 +101,9 @@ class Model(NamedTuple):
     headers write the number)."""
     free_threaded: bool
     """A free-threaded build (`PyObject.ob_tid`): another object header, no global GIL."""
+    vectorcall: bool
+    """Calls go through vectorcall (3.8+: `PyTypeObject.tp_vectorcall_offset`), whose
+    functions native stacks show."""
 
     def untag(self, ref: int) -> int:
         """The object address in a stack reference (a plain pointer before 3.14); 0 for NULL
@@ -195,4 +199,5 @@ def _model(lay: Layout) -> Model:
         tagged_int=lay.constant("Py_INT_TAG") if stackrefs and const("Py_INT_TAG") else None,
         tagged_shift=lay.constant("Py_TAGGED_SHIFT") if const("Py_TAGGED_SHIFT") else 2,
         free_threaded=has("PyObject", "ob_tid"),
+        vectorcall=has("PyTypeObject", "tp_vectorcall_offset"),
     )

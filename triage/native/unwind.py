@@ -9,13 +9,28 @@ stack would not grow; frames found until then are kept.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from triage.coredump.memory import CoreMemory
 from triage.coredump.symbols import ElfSymbols, load_symbols
 from triage.errors import AddressError
-from triage.native.cfi import CallFrames
+from triage.native.cfi import (
+    EXPRESSION,
+    OFFSET,
+    REGISTER,
+    SAME_VALUE,
+    UNDEFINED,
+    VAL_OFFSET,
+    CallFrames,
+    CfiError,
+    Row,
+    _sleb,
+    _uleb,
+)
+from triage.native.dwarf import DebugInfo, Location
 
 RSP, RETURN_ADDRESS = 7, 16
 CALLEE_SAVED = (3, 6, 12, 13, 14, 15)  # rbx, rbp, r12-r15 keep their values across calls
@@ -38,23 +53,79 @@ MAX_FRAMES = 1024
 DEBUG_ROOT = "/usr/lib/debug"
 
 
-def debug_file(build_id: str | None, roots: tuple[str, ...] = ()) -> str | None:
-    """The separate debug file of a build: in each sysroot's `usr/lib/debug` (the
-    --lib-search-root directories: the crashed machine's files, debug packages included),
-    then in this machine's."""
-    if not build_id or len(build_id) < 3:
-        return None
-    name = f".build-id/{build_id[:2]}/{build_id[2:]}.debug"
-    for base in [*(os.path.join(r, DEBUG_ROOT.lstrip("/")) for r in roots), DEBUG_ROOT]:
-        path = os.path.join(base, name)
-        if os.path.isfile(path):
-            return path
+def debug_file(
+    build_id: str | None,
+    roots: tuple[str, ...] = (),
+    local: str | None = None,
+    dirs: tuple[str, ...] = (),
+) -> str | None:
+    """The separate debug file of a build, looked for as gdb does: by build-id under each
+    sysroot's `usr/lib/debug` (the --lib-search-root directories: the crashed machine's files,
+    debug packages included), under this machine's, and in each of `dirs` (the
+    --lib-search-path entries); then, for the file at `local`, by the name its
+    `.gnu_debuglink` gives: next to it, in its `.debug/`, under the debug directories."""
+    bases = [os.path.join(r, DEBUG_ROOT.lstrip("/")) for r in roots] + [DEBUG_ROOT, *dirs]
+    if build_id and len(build_id) >= 3:
+        name = os.path.join(".build-id", build_id[:2], f"{build_id[2:]}.debug")
+        for base in bases:
+            path = os.path.join(base, name)
+            if os.path.isfile(path):
+                return path
+    link = _debuglink(local) if local else None
+    if link:
+        here = os.path.dirname(os.path.realpath(local))  # type: ignore[arg-type]
+        places = [here, os.path.join(here, ".debug"), *dirs]
+        places += [os.path.join(b, here.lstrip("/")) for b in bases[: len(roots) + 1]]
+        for place in places:
+            path = os.path.join(place, link)
+            if os.path.isfile(path) and os.path.realpath(path) != os.path.realpath(local):  # type: ignore[arg-type]
+                return path
     return None
+
+
+def _debuglink(local: str) -> str | None:
+    """The file name in an ELF file's `.gnu_debuglink` section, if it has one."""
+    try:
+        parsed = load_symbols(local)
+        section = parsed.sections.get(".gnu_debuglink")
+        if section is None or not section.size:
+            return None
+        with open(local, "rb") as stream:
+            stream.seek(section.offset)
+            raw = stream.read(min(section.size, 4096))
+    except (OSError, ValueError):
+        return None
+    name = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return name if name and "/" not in name else None
+
+
+class _Bounded(OrderedDict):  # type: ignore[type-arg]
+    """A dict that forgets its least recently used entries beyond `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def get_or(self, key: str, make):  # type: ignore[no-untyped-def]
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = self[key] = make()
+        if len(self) > self.limit:
+            self.popitem(last=False)
+        return value
+
+
+#: Parsed call-frame information and DWARF, by build-id (else path): a sweep worker's next
+#: core of the same build reuses them. Bounded: a fleet of many builds does not grow a worker.
+_CFI_CACHE = _Bounded(64)
+_DWARF_CACHE = _Bounded(16)
 
 
 @dataclass
 class Module:
-    """A loaded ELF file: where it is mapped; its symbols and CFI are read on first use."""
+    """A loaded ELF file: where it is mapped; its symbols, CFI and DWARF are read on first
+    use (and kept by build-id, see the caches above)."""
 
     path: str
     local: str
@@ -63,15 +134,29 @@ class Module:
     build_id: str | None = None
     debug_roots: tuple[str, ...] = ()
     """Sysroots whose usr/lib/debug may hold the file's separate debug file."""
+    debug_dirs: tuple[str, ...] = ()
+    """Directories of the library search path, where debug files may lie too."""
+    name: str | None = None
+    """The name the dynamic linker loaded it by (`libffi.so.8`), when the link map says."""
     _symbols: ElfSymbols | None = field(default=None, repr=False)
     _cfi: CallFrames | None = field(default=None, repr=False)
+    _debug: str | None = field(default=None, repr=False)
+    _debug_found: bool = field(default=False, repr=False)
+
+    @property
+    def debug(self) -> str | None:
+        """The file's separate debug file, if one is found (see `debug_file`)."""
+        if not self._debug_found:
+            self._debug = debug_file(self.build_id, self.debug_roots, self.local, self.debug_dirs)
+            self._debug_found = True
+        return self._debug
 
     @property
     def symbols(self) -> ElfSymbols:
         """The symbols to name functions by: those of the file's separate debug file when
-        this machine has one (a full .symtab: static functions too), else the file's own."""
+        one is found (a full .symtab: static functions too), else the file's own."""
         if self._symbols is None:
-            debug = debug_file(self.build_id, self.debug_roots)
+            debug = self.debug
             try:
                 self._symbols = load_symbols(debug) if debug else None
             except (OSError, ValueError):
@@ -88,8 +173,29 @@ class Module:
     @property
     def cfi(self) -> CallFrames:
         if self._cfi is None:
-            self._cfi = CallFrames(self.local)
+            self._cfi = _CFI_CACHE.get_or(
+                self.build_id or self.local, lambda: CallFrames(self.local)
+            )
         return self._cfi
+
+    @property
+    def dwarf(self) -> DebugInfo | None:
+        """The DWARF to find source lines and inlined calls in: the debug file's, else the
+        file's own; None when neither has any."""
+
+        def load() -> DebugInfo | None:
+            for candidate in (self.debug, self.local):
+                if candidate is None:
+                    continue
+                try:
+                    found = DebugInfo.open(candidate)
+                except (OSError, ValueError):
+                    found = None
+                if found is not None:
+                    return found
+            return None
+
+        return _DWARF_CACHE.get_or(self.build_id or self.local, load)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +206,10 @@ class NativeFrame:
     module: str | None
     function: str | None
     offset: int | None
+    locations: tuple[Location, ...] = ()
+    """Its source position from DWARF: the calls inlined at the address, innermost first,
+    then the function itself (`Location.function` None: `function` names it); empty without
+    debug information."""
 
 
 class Modules:
@@ -134,7 +244,7 @@ def unwind(registers: dict[str, int], memory: CoreMemory, modules: Modules) -> l
             break
         try:
             caller = _caller(regs, module.cfi.row(lookup - module.bias), memory)
-        except (AddressError, OSError, ValueError):
+        except (AddressError, CfiError, IndexError, OSError, ValueError):
             break
         if caller is None:
             break
@@ -142,30 +252,169 @@ def unwind(registers: dict[str, int], memory: CoreMemory, modules: Modules) -> l
     return frames
 
 
-def _caller(regs: dict[int, int], row, memory: CoreMemory) -> dict[int, int] | None:
+def _caller(regs: dict[int, int], row: Row | None, memory: CoreMemory) -> dict[int, int] | None:
     """The caller's registers under `row`'s rules, or None where they cannot be known."""
-    if row is None or row.cfa_register is None or row.cfa_register not in regs:
+    if row is None:
         return None
-    cfa = regs[row.cfa_register] + row.cfa_offset
+    if row.cfa_expression is not None:
+        cfa = evaluate(row.cfa_expression, regs, memory)
+    elif row.cfa_register is not None and row.cfa_register in regs:
+        cfa = regs[row.cfa_register] + row.cfa_offset
+    else:
+        return None
+    if cfa is None:
+        return None
     caller = {r: regs[r] for r in CALLEE_SAVED if r in regs}
-    for reg, rule in row.registers.items():
-        kind = rule.type
-        if kind == "OFFSET":
-            caller[reg] = memory.u64(cfa + rule.arg)
-        elif kind == "VAL_OFFSET":
-            caller[reg] = cfa + rule.arg
-        elif kind == "REGISTER" and rule.arg in regs:
-            caller[reg] = regs[rule.arg]
-        elif kind == "SAME_VALUE" and reg in regs:
-            caller[reg] = regs[reg]
-        elif kind == "UNDEFINED":
+    for reg, (kind, arg) in row.registers.items():
+        if kind == OFFSET:
+            caller[reg] = memory.u64(cfa + arg)  # type: ignore[operator]
+        elif kind == VAL_OFFSET:
+            caller[reg] = cfa + arg  # type: ignore[operator]
+        elif kind == REGISTER:
+            if arg in regs:
+                caller[reg] = regs[arg]  # type: ignore[index]
+        elif kind == SAME_VALUE:
+            if reg in regs:
+                caller[reg] = regs[reg]
+        elif kind == UNDEFINED:
             caller.pop(reg, None)
-        elif kind not in ("REGISTER", "SAME_VALUE"):
-            return None  # a DWARF expression: not followed
+        else:  # EXPRESSION (an address holding the value) or VAL_EXPRESSION (the value)
+            value = evaluate(arg, regs, memory, cfa)  # type: ignore[arg-type]
+            if value is None:
+                return None
+            caller[reg] = memory.u64(value) if kind == EXPRESSION else value
     caller[RSP] = cfa
-    if not caller.get(RETURN_ADDRESS) or cfa <= regs.get(RSP, 0):
+    if not caller.get(RETURN_ADDRESS) or (cfa <= regs.get(RSP, 0) and RSP not in row.registers):
         return None
     return caller
+
+
+_MASK = (1 << 64) - 1
+
+
+def evaluate(
+    expression: bytes, regs: dict[int, int], memory: CoreMemory, push: int | None = None
+) -> int | None:
+    """A DWARF expression of call-frame information, on a stack machine (`push`: the CFA,
+    pushed first for register rules). None for what it cannot compute here (registers the
+    core does not say, operations that need the program's context)."""
+    stack: list[int] = [] if push is None else [push]
+    pos = 0
+    end = len(expression)
+    steps = 0
+    while pos < end:
+        steps += 1
+        if steps > 1000:
+            return None
+        op = expression[pos]
+        pos += 1
+        if 0x30 <= op <= 0x4F:  # lit0-31
+            stack.append(op - 0x30)
+        elif 0x70 <= op <= 0x8F:  # breg0-31
+            offset, pos = _sleb(expression, pos)
+            if op - 0x70 not in regs:
+                return None
+            stack.append((regs[op - 0x70] + offset) & _MASK)
+        elif 0x50 <= op <= 0x6F:  # reg0-31: a location, not a value
+            return None
+        elif op in _CONSTANTS:
+            width, signed = _CONSTANTS[op]
+            stack.append(int.from_bytes(expression[pos : pos + width], "little", signed=signed))
+            pos += width
+        elif op == 0x10:  # constu
+            value, pos = _uleb(expression, pos)
+            stack.append(value)
+        elif op == 0x11:  # consts
+            value, pos = _sleb(expression, pos)
+            stack.append(value & _MASK)
+        elif op == 0x92:  # bregx
+            reg, pos = _uleb(expression, pos)
+            offset, pos = _sleb(expression, pos)
+            if reg not in regs:
+                return None
+            stack.append((regs[reg] + offset) & _MASK)
+        elif op == 0x12:  # dup
+            stack.append(stack[-1])
+        elif op == 0x13:  # drop
+            stack.pop()
+        elif op == 0x14:  # over
+            stack.append(stack[-2])
+        elif op == 0x15:  # pick
+            stack.append(stack[-1 - expression[pos]])
+            pos += 1
+        elif op == 0x16:  # swap
+            stack[-1], stack[-2] = stack[-2], stack[-1]
+        elif op == 0x17:  # rot
+            stack[-1], stack[-2], stack[-3] = stack[-2], stack[-3], stack[-1]
+        elif op == 0x06:  # deref
+            stack.append(memory.u64(stack.pop()))
+        elif op == 0x94:  # deref_size
+            size = expression[pos]
+            pos += 1
+            stack.append(int.from_bytes(memory.read(stack.pop(), size), "little"))
+        elif op == 0x23:  # plus_uconst
+            value, pos = _uleb(expression, pos)
+            stack.append((stack.pop() + value) & _MASK)
+        elif op in _BINARY:
+            b, a = stack.pop(), stack.pop()
+            result = _BINARY[op](a, b)
+            if result is None:
+                return None
+            stack.append(result & _MASK)
+        elif op == 0x19:  # abs
+            value = stack.pop()
+            stack.append(_signed(value) if value >> 63 == 0 else (-_signed(value)) & _MASK)
+        elif op == 0x1F:  # neg
+            stack.append((-stack.pop()) & _MASK)
+        elif op == 0x20:  # not
+            stack.append(~stack.pop() & _MASK)
+        elif op == 0x2F:  # skip
+            pos += 3 + int.from_bytes(expression[pos : pos + 2], "little", signed=True)
+        elif op == 0x28:  # bra
+            target = int.from_bytes(expression[pos : pos + 2], "little", signed=True)
+            pos += 2
+            if stack.pop():
+                pos += target
+        elif op == 0x96:  # nop
+            continue
+        else:
+            return None
+    return stack[-1] if stack else None
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >> 63 else value
+
+
+_CONSTANTS = {
+    0x08: (1, False),
+    0x09: (1, True),
+    0x0A: (2, False),
+    0x0B: (2, True),
+    0x0C: (4, False),
+    0x0D: (4, True),
+    0x0E: (8, False),
+    0x0F: (8, True),
+}
+_BINARY = {
+    0x1A: lambda a, b: a & b,  # and
+    0x1B: lambda a, b: None if not b else int(_signed(a) / _signed(b)),  # div
+    0x1C: lambda a, b: a - b,  # minus
+    0x1D: lambda a, b: None if not b else a % b,  # mod
+    0x1E: lambda a, b: a * b,  # mul
+    0x21: lambda a, b: a | b,  # or
+    0x22: lambda a, b: a + b,  # plus
+    0x24: lambda a, b: a << b if b < 64 else 0,  # shl
+    0x25: lambda a, b: a >> b,  # shr
+    0x26: lambda a, b: _signed(a) >> b,  # shra
+    0x27: lambda a, b: a ^ b,  # xor
+    0x29: lambda a, b: int(a == b),  # eq
+    0x2A: lambda a, b: int(_signed(a) >= _signed(b)),  # ge
+    0x2B: lambda a, b: int(_signed(a) > _signed(b)),  # gt
+    0x2C: lambda a, b: int(_signed(a) <= _signed(b)),  # le
+    0x2D: lambda a, b: int(_signed(a) < _signed(b)),  # lt
+    0x2E: lambda a, b: int(a != b),  # ne
+}
 
 
 def _frame(module: Module | None, pc: int, lookup: int) -> NativeFrame:
@@ -175,7 +424,41 @@ def _frame(module: Module | None, pc: int, lookup: int) -> NativeFrame:
         found = module.symbols.symbolize(lookup - module.bias)
     except (OSError, ValueError):
         found = None
+    library = module.name or module.path
     if found is None:
-        return NativeFrame(pc, module.path, None, None)
+        return NativeFrame(pc, library, None, None)
     name, offset = found
-    return NativeFrame(pc, module.path, name, offset + (pc - lookup))
+    return NativeFrame(pc, library, name, offset + (pc - lookup))
+
+
+def add_locations(stacks: dict[int, list[NativeFrame]], modules: Modules) -> None:
+    """Give every frame its source locations (`NativeFrame.locations`), asking each module's
+    DWARF once for all of its addresses."""
+    wanted: dict[int, tuple[Module, set[int]]] = {}
+    for frames in stacks.values():
+        for k, frame in enumerate(frames):
+            module = modules.at(frame.pc)
+            if module is not None:
+                lookup = frame.pc if k == 0 else frame.pc - 1  # a return address: the call
+                wanted.setdefault(id(module), (module, set()))[1].add(lookup - module.bias)
+    found: dict[tuple[int, int], tuple[Location, ...]] = {}
+    for key, (module, addresses) in wanted.items():
+        try:
+            dwarf = module.dwarf
+            located = dwarf.locate_many(sorted(addresses)) if dwarf is not None else {}
+        except (OSError, ValueError):
+            located = {}
+        for address, where in located.items():
+            if where:
+                found[key, address] = tuple(where)
+    for tid, frames in stacks.items():
+        out = []
+        for k, frame in enumerate(frames):
+            module = modules.at(frame.pc)
+            if module is not None:
+                lookup = (frame.pc if k == 0 else frame.pc - 1) - module.bias
+                where = found.get((id(module), lookup))
+                if where:
+                    frame = dataclasses.replace(frame, locations=where)
+            out.append(frame)
+        stacks[tid] = out
