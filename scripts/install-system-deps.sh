@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # System packages the test suite uses, installed when missing (Debian/Ubuntu, as root):
-#   gdb (gcore makes cores), binutils (strip, readelf), chromium (dashboard page tests).
+#   gdb (gcore makes cores; its backtraces are a reference), binutils (strip, readelf),
+#   elfutils (eu-addr2line: PyStack's library, a reference for source lines), chromium
+#   (dashboard page tests), and the -dbg package of the system's python3 (its release
+#   binary's separate debug file: native frames of Debian's own Python get names and lines).
 # Without root, or without apt-get, it only says what is missing: those tests then skip with
 # a reason naming the missing program.
 set -u
 missing=()
 command -v gcore >/dev/null 2>&1 || missing+=(gdb)
 command -v strip >/dev/null 2>&1 || missing+=(binutils)
+command -v eu-addr2line >/dev/null 2>&1 || missing+=(elfutils)
+system_python=$(readlink -f /usr/bin/python3 2>/dev/null || true)
+case "$system_python" in
+  /usr/bin/python3.[0-9]*)
+    version=${system_python#/usr/bin/python}
+    [ -x "/usr/bin/python${version}d" ] || missing+=("python${version}-dbg")
+    ;;
+esac
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

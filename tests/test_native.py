@@ -69,9 +69,10 @@ for thread in gdb.selected_inferior().threads():
 GDB = ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set backtrace past-main on"]
 
 
-def elfutils_line(report: dict, address: int, inlined: bool) -> int | None:
-    """The line `eu-addr2line` (elfutils) gives for a caller frame's address (pc - 1), in
-    the library that holds it; for an address with inlined calls, the innermost's."""
+def elfutils_position(report: dict, address: int, inlined: bool) -> tuple[str, int]:
+    """The file and line `eu-addr2line` (elfutils) gives for a caller frame's address (pc - 1)
+    in the library that holds it (its debug file where there is one); for an address with
+    inlined calls, the innermost's. elfutils prints files behind the unit's directory."""
     tool = shutil.which("eu-addr2line")
     if tool is None:
         pytest.skip("eu-addr2line (elfutils) is not installed: gdb and triage disagree on a line")
@@ -83,10 +84,12 @@ def elfutils_line(report: dict, address: int, inlined: bool) -> int | None:
 
     local = library["found_path"]
     bias = load_symbols(local).load_bias(library["start"])
+    where = debug_file(library["build_id"]) or local
     out = subprocess.run(
-        [tool, "-i", "-e", local, hex(address - 1 - bias)], capture_output=True, text=True
+        [tool, "-i", "-e", where, hex(address - 1 - bias)], capture_output=True, text=True
     ).stdout.split()
-    return int(out[0 if inlined else -1].rsplit(":", 2)[1])
+    file, line = out[0 if inlined else -1].rsplit(":", 2)[:2]
+    return file, int(line)
 
 
 def gdb_stacks(
@@ -157,11 +160,13 @@ def test_native_frames_are_gdbs(interpreter: Interpreter, cores, triage_json, tm
             assert len(ours) == len(theirs), thread["tid"]
             for mine, gdbs in zip(ours, theirs, strict=True):
                 if mine != gdbs:
-                    # gdb 13 sometimes gives a caller frame another line than its line table's
-                    # row for the call (3.6's call_function); elfutils, PyStack's library,
-                    # and binutils read the row: then the line must be elfutils'.
-                    assert mine[:2] + mine[3:] == gdbs[:2] + gdbs[3:], thread["tid"]
-                    assert elfutils_line(native, mine[0], mine[3]) == mine[2], mine
+                    # gdb 13 sometimes gives a caller frame another line (or file) than its
+                    # line table's row for the call (3.6's call_function); elfutils, PyStack's
+                    # library, and binutils read the row: then the position must be elfutils'.
+                    assert (mine[0], mine[3]) == (gdbs[0], gdbs[3]), thread["tid"]
+                    file, line = elfutils_position(native, mine[0], mine[3])
+                    assert file.endswith("/" + mine[1].removeprefix("./")), (mine, file)
+                    assert line == mine[2], (mine, line)
             assert [f["function"] for f in entries if f["inlined"]] == [g[1] for g in gdb if g[4]]
             assert [f["function"] for f in entries if f["inlined"]] == [g[1] for g in gdb if g[4]]
             compared += len(entries)
@@ -241,29 +246,44 @@ def _soname(library: str) -> str:
     return match.group(1) if match else library
 
 
-def _shown(text: str, on_host, sysroot: bool = False) -> dict[int, list[tuple]]:
-    """Per thread id, its stack lines: C frames whole, Python frames by file and line (the
-    function names differ on purpose: triage shows qualified names). For cores of the sid
-    sysroot, libraries by soname: PyStack names the file it found there (libffi.so.8.5.0)
-    where triage, as gdb and PyStack on the crashed machine, names what the process loaded
-    (libffi.so.8)."""
-    out: dict[int, list[tuple]] = {}
-    for block in parse_tracebacks(text.replace(_NO_MERGE, "")):
-        rows = []
-        for line in block.lines[1:]:
-            if match := _C_LINE.match(line):
-                file, number, function, library = match.groups()
-                if sysroot:  # (a frame with neither symbol nor lines names its library)
-                    file = _soname(file) if function == "???" else file
-                    library = _soname(library)
-                rows.append(("C", file, number, function, library))
-            elif match := _PY_LINE.match(line):
-                rows.append(("Python", on_host(match.group(1)), int(match.group(2))))
-        out[block.tid] = rows
+_HEADER = re.compile(r"^Traceback for thread (\d+)")
+_INTERPRETER = re.compile(r"^\s*In (?:the main interpreter|interpreter (\d+))")
+
+
+def _shown(text: str, on_host, sysroot: bool = False) -> dict[tuple[int, int], list[tuple]]:
+    """Per (thread id, interpreter id), its stack lines: C frames whole, Python frames by
+    file and line (the function names differ on purpose: triage shows qualified names).
+    Both layouts of subinterpreters are read: PyStack's sections in a thread's traceback
+    (`  In interpreter 1 []`), triage's tracebacks under an interpreter's heading.
+    For cores of the sid sysroot, libraries by soname: PyStack names the file it found there
+    (libffi.so.8.5.0) where triage, as gdb and PyStack on the crashed machine, names what
+    the process loaded (libffi.so.8)."""
+    out: dict[tuple[int, int], list[tuple]] = {}
+    tid, heading, interpreter = None, 0, 0
+    for line in text.replace(_NO_MERGE, "").splitlines():
+        if match := _HEADER.match(line):
+            tid, interpreter = int(match.group(1)), heading
+            out.setdefault((tid, interpreter), [])
+        elif match := _INTERPRETER.match(line):
+            if line.startswith("  ") and tid is not None:  # PyStack's section of a thread
+                interpreter = int(match.group(1) or 0)
+                out.setdefault((tid, interpreter), [])
+            else:  # triage's heading above the tracebacks of an interpreter
+                heading = int(match.group(1) or 0)
+        elif tid is None:
+            continue
+        elif match := _C_LINE.match(line):
+            file, number, function, library = match.groups()
+            if sysroot:  # (a frame with neither symbol nor lines names its library)
+                file = _soname(file) if function == "???" else file
+                library = _soname(library)
+            out[tid, interpreter].append(("C", file, number, function, library))
+        elif match := _PY_LINE.match(line):
+            out[tid, interpreter].append(("Python", on_host(match.group(1)), int(match.group(2))))
     return out
 
 
-@pytest.mark.parametrize("mode", ["multi", "crash"])
+@pytest.mark.parametrize("mode", ["multi", "crash", "subinterp"])
 def test_native_as_pystack_shows_it(
     mode: str, scenario_cores, interpreter: Interpreter, run_triage, tmp_path
 ) -> None:
@@ -273,6 +293,8 @@ def test_native_as_pystack_shows_it(
     pystack = shutil.which("pystack") or str(Path(sys.executable).parent / "pystack")
     if not os.path.exists(pystack):
         pytest.skip("pystack is not installed (pip install pystack)")
+    if mode == "subinterp" and interpreter.version < (3, 12):
+        pytest.skip("subinterpreters need 3.12+")
     case = scenario_cores.get(interpreter, mode)
     extra = [interpreter.realpath, *interpreter.triage_args] if interpreter.sysroot else []
     result = subprocess.run(
@@ -291,13 +313,14 @@ def test_native_as_pystack_shows_it(
     assert sorted(theirs) == sorted(ours)
     unmerged = _unmerged(result.stdout)
     compared = 0
-    for name, tid in case.tids.items():
+    for (tid, interpreter_id), rows in ours.items():
+        name = next(n for n, t in case.tids.items() if t == tid)
         if name == UNICODE_THREAD_NAME and case.version[0] >= 3:
             continue  # PyStack stops at the first frame with a non-ASCII name (DOMAIN 5)
         if tid in unmerged:
             continue  # PyStack shows no native frames there: nothing to compare with
-        assert ours[tid] == theirs[tid], name
-        compared += sum(1 for row in ours[tid] if row[0] == "C")
+        assert rows == theirs[tid, interpreter_id], (name, interpreter_id)
+        compared += sum(1 for row in rows if row[0] == "C")
     if not compared and unmerged:
         pytest.skip(
             f"pystack core --native merges no thread of this {interpreter.id} core (it says: "

@@ -7,9 +7,11 @@ the call helpers of older interpreters (`PyObject_Call`, `call_function`, `fast_
 `type_call`, ...), or, from 3.8 (vectorcall), whose name contains `vectorcall` in any case.
 The eval loop's own frames are not shown either: the Python frames stand in their place.
 
-A thread's status from its native frames: `Garbage collecting` when a collector function is on
-its stack (`collect`, `gc_collect*`), `Waiting for the GIL` in `take_gil`, `Dropping the GIL`
-in `drop_gil` (inlined frames included: `take_gil` usually is).
+A thread's status from its native frames: `Garbage collecting` when one of the collector's
+functions is on its stack (`collect`, `collect_with_callback`, `collect_generations` up to
+3.11, `gc_collect_*` since; PyStack's test of `gc_collect`/`collect` alone misses 3.6-3.11's
+callbacks, run from `collect_with_callback`), `Waiting for the GIL` in `take_gil`, `Dropping
+the GIL` in `drop_gil` (inlined frames included: `take_gil` usually is).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ CALL_HELPER_PREFIXES = (
     "wrapper_call",
     "wrapperdescr_call",
 )
+
+_COLLECTORS = frozenset({"collect", "collect_with_callback", "collect_generations"})
 
 GC_COLLECTING = "Garbage collecting"
 WAITING_FOR_GIL = "Waiting for the GIL"
@@ -65,7 +69,7 @@ def native_status(names: Iterable[str | None]) -> list[str]:
         if not name:
             continue
         base = _base(name)
-        collecting = collecting or base == "collect" or base.startswith("gc_collect")
+        collecting = collecting or base in _COLLECTORS or base.startswith("gc_collect")
         waiting = waiting or base == "take_gil"
         dropping = dropping or base == "drop_gil"
     out = []
