@@ -185,6 +185,7 @@ def test_nested_containers(pa):
         "library",
         "inlined",
         "hidden",
+        "by_frame_pointer",
     ]
     # --locals: a nullable list (None when not asked for) of (name, kind, value).
     variables = _field(schema, "report.threads.frames.locals")

@@ -131,6 +131,9 @@ class FrameReport:
     hidden: bool = False
     """A native frame PyStack's display rules leave out (the interpreter's call machinery);
     the text output shows it with --native-unfiltered."""
+    by_frame_pointer: bool = False
+    """A native frame found through the frame pointer of the one below it, which no
+    call-frame information described (a guess for code built without frame pointers)."""
 
 
 @model

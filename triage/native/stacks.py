@@ -73,6 +73,7 @@ def expand(frame: NativeFrame, vectorcall: bool) -> list[FrameReport]:
                 library=frame.module,
                 inlined=where.inlined,
                 hidden=hidden(name, vectorcall),
+                by_frame_pointer=frame.by_frame_pointer,
             )
         )
     if not out:
@@ -84,6 +85,7 @@ def expand(frame: NativeFrame, vectorcall: bool) -> list[FrameReport]:
                 address=frame.pc,
                 library=frame.module,
                 hidden=hidden(frame.function, vectorcall),
+                by_frame_pointer=frame.by_frame_pointer,
             )
         )
     return out
@@ -109,6 +111,13 @@ def attach_native(
         if not native or not mine_rows:
             continue
         groups = [expand(f, vectorcall) for f in native]
+        guessed = [f for f in native if f.by_frame_pointer]
+        if guessed:
+            report.warnings.append(
+                f"thread {tid}: {len(guessed)} native frame(s) from "
+                f"{guessed[0].function or '???'} on were found by frame pointers (no "
+                f"call-frame information for the code below them)"
+            )
         status = native_status(e.function for group in groups for e in group)
         for row in mine_rows:
             row.status += [s for s in status if s not in row.status]

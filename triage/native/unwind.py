@@ -210,6 +210,9 @@ class NativeFrame:
     """Its source position from DWARF: the calls inlined at the address, innermost first,
     then the function itself (`Location.function` None: `function` names it); empty without
     debug information."""
+    by_frame_pointer: bool = False
+    """Found through the frame pointer of the frame below it, which had no call-frame
+    information: likely right for code built with frame pointers, a guess otherwise."""
 
 
 class Modules:
@@ -227,11 +230,14 @@ class Modules:
 
 
 def unwind(registers: dict[str, int], memory: CoreMemory, modules: Modules) -> list[NativeFrame]:
-    """The native frames of a thread, newest first, from its NT_PRSTATUS registers."""
+    """The native frames of a thread, newest first, from its NT_PRSTATUS registers. Where no
+    call-frame information covers a frame's code, its caller is found by the frame pointer
+    (`rbp`: the saved rbp, then the return address), and marked `by_frame_pointer`."""
     regs = {n: registers[name] for n, name in DWARF_REGISTERS.items() if name in registers}
     regs[RETURN_ADDRESS] = registers["rip"]
     frames: list[NativeFrame] = []
     newest = True
+    guessed = False
     while len(frames) < MAX_FRAMES:
         pc = regs.get(RETURN_ADDRESS)
         if not pc:
@@ -239,17 +245,35 @@ def unwind(registers: dict[str, int], memory: CoreMemory, modules: Modules) -> l
         module = modules.at(pc)
         # A return address points after the call: look up the call itself.
         lookup = pc if newest else pc - 1
-        frames.append(_frame(module, pc, lookup))
+        frame = _frame(module, pc, lookup)
+        frames.append(dataclasses.replace(frame, by_frame_pointer=True) if guessed else frame)
         if module is None:
             break
         try:
-            caller = _caller(regs, module.cfi.row(lookup - module.bias), memory)
+            row = module.cfi.row(lookup - module.bias)
+            caller = _caller(regs, row, memory) if row is not None else None
+            guessed = row is None
+            if row is None:
+                caller = _by_frame_pointer(regs, memory)
         except (AddressError, CfiError, IndexError, OSError, ValueError):
             break
         if caller is None:
             break
         regs, newest = caller, False
     return frames
+
+
+def _by_frame_pointer(regs: dict[int, int], memory: CoreMemory) -> dict[int, int] | None:
+    """The caller's registers of a function that keeps the frame-pointer chain (push rbp;
+    mov rsp, rbp): rbp points at the saved rbp, the return address above it."""
+    rbp, rsp = regs.get(6), regs.get(RSP)
+    if not rbp or rsp is None or rbp < rsp or rbp - rsp > 1 << 24 or rbp & 7:
+        return None
+    caller = {r: regs[r] for r in CALLEE_SAVED if r in regs}
+    caller[6] = memory.u64(rbp)
+    caller[RETURN_ADDRESS] = memory.u64(rbp + 8)
+    caller[RSP] = rbp + 16
+    return caller if caller[RETURN_ADDRESS] else None
 
 
 def _caller(regs: dict[int, int], row: Row | None, memory: CoreMemory) -> dict[int, int] | None:
