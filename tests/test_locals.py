@@ -5,12 +5,15 @@ called by `outer`, asleep, with locals of every kind the report shows)."""
 from __future__ import annotations
 
 import re
+import reprlib
 
 import corefactory
 import pytest
 from corefactory import CoreUnavailable, Interpreter
 
 ADDRESS = re.compile(r" at 0x[0-9a-f]+>$")
+_REPRLIB = reprlib.Repr()
+_REPRLIB.maxstring = 120
 
 # (name, kind, value) as triage shows them, the same on 2.7 and 3.x; " at 0x...>" stands for
 # an object's address.
@@ -30,6 +33,12 @@ OUTER = [
     ("many", "local", "(0, 1, 2, 3, 4, ... (8 items))"),
     ("table", "local", "{1: 'one', 2: None}"),
     ("point", "local", "<Point object at 0x...>"),
+    # Any length, cut in the middle as reprlib cuts it.
+    ("long_text", "local", _REPRLIB.repr("x" * 200)),
+    ("nested", "local", "[1, 2, 3, [1, 2, [1]]]"),
+    ("deep", "local", "[[[[[...]]]]]"),
+    ("raw", "local", "RAW"),  # b'\xff' on 3.x, '\xff' on 2.7 (a byte string, not text)
+    ("broken", "local", "(4, <invalid object at 0xbad>, 6)"),
     ("inner", "local", "<function object at 0x...>"),
     ("shared", "cell", "7"),
 ]
@@ -65,7 +74,9 @@ def test_locals_of_every_frame(interpreter: Interpreter, locals_cores, triage_js
     report = triage_json(locals_cores(interpreter), "--locals")
     (thread,) = report["threads"]
     frames = {f["function"]: f for f in thread["frames"]}
-    assert _shown(frames["outer"]["locals"]) == OUTER
+    raw = "'\\xff'" if interpreter.version[0] == 2 else "b'\\xff'"
+    expected = [(n, k, raw if v == "RAW" else v) for n, k, v in OUTER]
+    assert _shown(frames["outer"]["locals"]) == expected
     assert _shown(frames["inner"]["locals"]) == INNER
     assert frames["<module>"]["locals"] == []  # module code keeps its names in a dict
 

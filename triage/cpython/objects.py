@@ -11,6 +11,7 @@ from triage.cpython.model import Model
 from triage.errors import AddressError
 
 MAX_STRING = 1 << 16
+MAX_LENGTH = 1 << 40  # longer than any process holds: a length beyond it is damage
 
 F = TypeVar("F", bound=Offsets)
 
@@ -140,31 +141,71 @@ class ObjectReader:
         return self.memory.read(obj + sval, n)
 
     def _unicode(self, obj: int, limit: int) -> str:
+        data, length, kind, ascii_ = self._unicode_layout(obj)
+        if length > limit:
+            raise AddressError(obj, length, "implausible str length")
+        return self._decode(self.memory.read(data, length * kind), kind, ascii_)
+
+    def _unicode_layout(self, obj: int) -> tuple[int, int, int, bool]:
+        """(address of the characters, length, bytes per character, ascii) of a 3.x str, or
+        of a 2.7 unicode (kind: sizeof(Py_UNICODE))."""
+        if self.py2:
+            length = self.memory.i64(obj + self.u2_length)
+            if not 0 <= length <= MAX_LENGTH:
+                raise AddressError(obj, length, "implausible unicode length")
+            return self.memory.u64(obj + self.u2_str), length, self.u2_char, False
         length = self.memory.i64(obj + self.u_length)
-        if length < 0 or length > limit:
+        if not 0 <= length <= MAX_LENGTH:
             raise AddressError(obj, length, "implausible str length")
         kind_f = self.u_kind
         state = self.memory.read(obj + kind_f.offset, kind_f.nbytes)
         kind = kind_f.extract(state)
         compact = self.u_compact.extract(state)
-        ascii_ = self.u_ascii.extract(state)
+        ascii_ = bool(self.u_ascii.extract(state))
         if kind not in (1, 2, 4):
             raise AddressError(obj, 0, f"str of unknown kind {kind}")
         if compact:
             data = obj + (self.u_ascii_size if ascii_ else self.u_compact_size)
         else:
             data = self.memory.u64(obj + self.u_data_any)
-        raw = self.memory.read(data, length * kind)
+        return data, length, kind, ascii_
+
+    @staticmethod
+    def _decode(raw: bytes, kind: int, ascii_: bool) -> str:
         if kind == 1:
             return raw.decode("ascii" if ascii_ else "latin-1", "replace")
         return raw.decode("utf-16-le" if kind == 2 else "utf-32-le", "surrogatepass")
 
     def _unicode27(self, obj: int, limit: int) -> str:
-        length = self.memory.i64(obj + self.u2_length)
-        if length < 0 or length > limit:
+        data, length, kind, _ascii = self._unicode_layout(obj)
+        if length > limit:
             raise AddressError(obj, length, "implausible unicode length")
-        raw = self.memory.read(self.memory.u64(obj + self.u2_str), length * self.u2_char)
-        return raw.decode("utf-32-le" if self.u2_char == 4 else "utf-16-le", "surrogatepass")
+        return self._decode(self.memory.read(data, length * kind), kind, False)
+
+    def ends(self, obj: int, head: int, tail: int) -> tuple[str | bytes, str | bytes, int]:
+        """The first `head` and last `tail` characters of a str (bytes of a bytes object, or
+        of a 2.7 str) and its length, however long it is: only those are read. When it is no
+        longer than head + tail, the first part is all of it and the last is empty."""
+        name = self.type_name(obj)
+        if name in ("str", "unicode") and not (self.py2 and name == "str"):
+            data, length, kind, ascii_ = self._unicode_layout(obj)
+
+            def part(start: int, count: int) -> str:
+                raw = self.memory.read(data + start * kind, count * kind)
+                return self._decode(raw, kind, ascii_)
+
+        else:
+            length = self.size(obj)
+            if not 0 <= length <= MAX_LENGTH:
+                raise AddressError(obj, length, "implausible bytes length")
+            sval = obj + (self.s_sval if self.py2 else self.bytes_sval)
+
+            def part(start: int, count: int) -> bytes:  # type: ignore[misc]
+                return self.memory.read(sval + start, count)
+
+        if length <= head + tail:
+            return part(0, length), part(0, 0), length
+        return part(0, head), part(length - tail, tail), length
 
     # -- containers -------------------------------------------------------------------
 

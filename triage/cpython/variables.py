@@ -9,10 +9,11 @@ Where a frame keeps them (from the layout, not the version number):
   `co_localspluskinds` (local, cell, free; hidden: a comprehension's inlined locals, 3.12+).
 
 Values are shown as Python would show them for None, bools, ints, floats, str and bytes
-(cut at MAX_REPR characters; an int of more than MAX_INT_BITS as `<int of N bits>`), lists,
-tuples and dicts (their first MAX_ITEMS items, one level deep); any other object as
-`<TYPE object at 0xADDRESS>`. An unset slot (a local not
-yet assigned) is left out.
+(of any length, cut in the middle to MAX_REPR characters as reprlib cuts them; an int of more
+than MAX_INT_BITS as `<int of N bits>`), lists, tuples and dicts (their first MAX_ITEMS items,
+nested up to MAX_DEPTH levels, an item that cannot be read as `<invalid object at 0x...>`);
+any other object as `<TYPE object at 0xADDRESS>`. An unset slot (a local not yet assigned) is
+left out.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from triage.errors import AddressError
 
 MAX_REPR = 120
 MAX_ITEMS = 5
+MAX_DEPTH = 4  # containers shown this deep; deeper ones as [...], (...), {...} (reprlib)
 MAX_INT_BITS = 384  # 116 decimal digits
 
 CO_VARARGS, CO_VARKEYWORDS = 0x04, 0x08
@@ -178,19 +180,51 @@ class VariableReader:
             return str(value)
         if name == "float":
             return repr(struct.unpack("<d", self.memory.read(obj + self.float_value, 8))[0])
-        if name in ("str", "unicode"):
-            return _cut(repr(objs.text(obj, limit=MAX_REPR)))
-        if name == "bytes":
-            return _cut(repr(objs.bytes_value(obj, limit=MAX_REPR)))
-        if depth == 0 and name in ("list", "tuple", "dict"):
-            return self._container(obj, name)
+        if name in ("str", "unicode", "bytes"):
+            return self._text(obj)
+        if name in ("list", "tuple", "dict"):
+            if depth >= MAX_DEPTH:
+                return {"list": "[...]", "tuple": "(...)", "dict": "{...}"}[name]
+            return self._container(obj, name, depth)
         return f"<{name} object at {obj:#x}>"
 
-    def _container(self, obj: int, name: str) -> str:
+    def _text(self, obj: int) -> str:
+        """A str or bytes as Python shows it, cut in the middle as reprlib cuts it (only the
+        head and the tail are read, however long it is). 2.7's str is shown as Python 2 shows
+        it ('\\xff'), its unicode as 3.x's str."""
+        tail = MAX_REPR - 3 - (MAX_REPR - 3) // 2
+        head, end, length = self.objects.ends(obj, MAX_REPR, tail)
+        short = not end  # all of it was read
+        python2_str = isinstance(head, bytes) and self.objects.py2
+
+        def shown(value: str | bytes) -> str:
+            text = repr(value)
+            return text[1:] if python2_str else text
+
+        whole = head if short else head + end  # type: ignore[operator]
+        text = shown(whole[:MAX_REPR])
+        if len(text) <= MAX_REPR and (short or length <= MAX_REPR):
+            return text
+        i = max(0, (MAX_REPR - 3) // 2)
+        j = max(0, MAX_REPR - 3 - i)
+        text = shown(whole[:i] + whole[len(whole) - j :])
+        return text[:i] + "..." + text[len(text) - j :]
+
+    def _item(self, obj: int, depth: int) -> str:
+        """A container's item; one that cannot be read is shown in place, as PyStack does."""
+        try:
+            return self.repr(obj, depth)
+        except (AddressError, ValueError):
+            return f"<invalid object at {obj:#x}>"
+
+    def _container(self, obj: int, name: str, depth: int) -> str:
         objs = self.objects
         if name == "dict":
             pairs = dict_items(objs, obj)
-            shown = [f"{self.repr(k, 1)}: {self.repr(v, 1)}" for k, v in pairs[:MAX_ITEMS]]
+            shown = [
+                f"{self._item(k, depth + 1)}: {self._item(v, depth + 1)}"
+                for k, v in pairs[:MAX_ITEMS]
+            ]
             count, opening, closing = len(pairs), "{", "}"
         else:
             if name == "tuple":
@@ -203,7 +237,7 @@ class VariableReader:
                 raw = self.memory.read(array, 8 * min(size, MAX_ITEMS)) if size else b""
                 items = [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
                 items += [0] * (size - len(items))  # counted, not shown
-            shown = [self.repr(item, 1) for item in items[:MAX_ITEMS]]
+            shown = [self._item(item, depth + 1) for item in items[:MAX_ITEMS]]
             count = len(items)
             opening, closing = ("(", ",)" if count == 1 else ")") if name == "tuple" else "[]"
         more = f", ... ({count} items)" if count > MAX_ITEMS else ""
