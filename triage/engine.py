@@ -187,7 +187,7 @@ def _native_stacks(
     exe_mapping: str | None,
 ) -> dict[int, list[NativeFrame]] | None:
     """Every thread's native frames; a failure is a warning, never the analysis's end (the
-    unwinder and pyelftools are imported here: without --native they cost nothing)."""
+    unwinder and its DWARF reader are imported here: without --native they cost nothing)."""
     from triage.coredump.linkmap import link_map_names
     from triage.native.stacks import native_stacks
 

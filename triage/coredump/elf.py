@@ -40,6 +40,10 @@ class ElfHeader:
     phoff: int
     phentsize: int
     phnum: int
+    shoff: int = 0
+    shentsize: int = 0
+    shnum: int = 0
+    shstrndx: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,23 +69,120 @@ class Note:
     desc_size: int
 
 
+ET_NAMES = {
+    0: "an ELF file of no type",
+    1: "an ELF relocatable object",
+    2: "an ELF executable",
+    3: "an ELF shared library",
+}
+PT_INTERP = 3
+
+
+def what_is_not_a_core(data: bytes) -> str | None:
+    """None for the start of a 64-bit ELF core; else, in words, what the file is (tolerant of
+    any class and byte order, which `parse_header` refuses)."""
+    if not data.startswith(b"\x7fELF"):
+        return "not an ELF file"
+    if len(data) < 20:
+        return f"a truncated ELF file ({len(data)} bytes)"
+    ei_class, ei_data = data[4], data[5]
+    if ei_data not in (1, 2):
+        return "an ELF file of unknown byte order"
+    order = "little" if ei_data == 1 else "big"
+    e_type = int.from_bytes(data[16:18], order)
+    if ei_class != 2:
+        kind = "a 32-bit ELF core" if e_type == ET_CORE else "a 32-bit ELF file"
+        return f"{kind}; only 64-bit cores are supported"
+    if e_type == ET_CORE:
+        return None
+    if e_type == ET_DYN and _has_interp(data, order):
+        return "an ELF executable (position-independent), not a core"
+    return f"{ET_NAMES.get(e_type, f'an ELF file of type {e_type}')}, not a core"
+
+
+def _has_interp(data: bytes, order: str) -> bool:
+    """Whether a 64-bit ELF file's program headers (if within `data`) include PT_INTERP."""
+    if len(data) < 64:
+        return False
+    phoff = int.from_bytes(data[32:40], order)
+    phentsize = int.from_bytes(data[54:56], order)
+    phnum = int.from_bytes(data[56:58], order)
+    if phentsize < 4:
+        return False
+    for i in range(min(phnum, 256)):
+        at = phoff + i * phentsize
+        if at + 4 > len(data):
+            return False
+        if int.from_bytes(data[at : at + 4], order) == PT_INTERP:
+            return True
+    return False
+
+
 def parse_header(data: bytes) -> ElfHeader:
     """Parse the 64-byte ELF header, refusing anything but ELF64 little-endian."""
     if len(data) < 4 or data[:4] != ELF_MAGIC:
         raise ElfFormatError("not an ELF file (no \\x7fELF magic)")
     if len(data) < _EHDR.size:
         raise ElfFormatError("ELF header is truncated")
-    ident, etype, machine, _ver, entry, phoff, _sh, _fl, _eh, phentsize, phnum, *_ = (
-        _EHDR.unpack_from(data)
-    )
+    (
+        ident,
+        etype,
+        machine,
+        _ver,
+        entry,
+        phoff,
+        shoff,
+        _fl,
+        _eh,
+        phentsize,
+        phnum,
+        shentsize,
+        shnum,
+        shstrndx,
+    ) = _EHDR.unpack_from(data)
     if ident[4] != ELFCLASS64 or ident[5] != ELFDATA2LSB:
         raise ElfFormatError("only 64-bit little-endian ELF files are supported")
-    return ElfHeader(etype, machine, entry, phoff, phentsize, phnum)
+    return ElfHeader(
+        etype, machine, entry, phoff, phentsize, phnum, shoff, shentsize, shnum, shstrndx
+    )
 
 
 def read_header(read: Reader) -> ElfHeader:
     """Read and parse the ELF header through `read`."""
     return parse_header(read(0, _EHDR.size))
+
+
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+
+
+@dataclass(frozen=True, slots=True)
+class SectionHeader:
+    """One section header (its name still an offset into the section-name table)."""
+
+    name_offset: int
+    type: int
+    flags: int
+    addr: int
+    offset: int
+    size: int
+    link: int
+    entsize: int
+
+
+def read_section_headers(read: Reader, header: ElfHeader) -> list[SectionHeader]:
+    """Every section header through `read` (none when the table is absent or cut off)."""
+    if not header.shoff or header.shentsize < _SHDR.size or not header.shnum:
+        return []
+    raw = read(header.shoff, header.shentsize * header.shnum)
+    if len(raw) < header.shentsize * header.shnum:
+        return []
+    out = []
+    for i in range(header.shnum):
+        name, stype, flags, addr, offset, size, link, _info, _align, entsize = _SHDR.unpack_from(
+            raw, i * header.shentsize
+        )
+        out.append(SectionHeader(name, stype, flags, addr, offset, size, link, entsize))
+    return out
 
 
 def read_program_headers(read: Reader, header: ElfHeader) -> list[ProgramHeader]:

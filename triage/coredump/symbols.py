@@ -4,7 +4,8 @@ Section headers and symbol tables are read with `struct` over an mmap. A name is
 finding it in the string table first (a C-speed search) and then the one symbol entry that
 points at it, so asking for a handful of symbols of a 15,000-symbol libpython costs
 milliseconds; the full address-ordered table is built only when addresses must be symbolised.
-Debug information (DWARF, CFI) is left to pyelftools.
+Headers come from triage.coredump.elf (the one ELF reader); debug information (DWARF, CFI)
+is read by triage.native.dwarf and triage.native.cfi.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import functools
 import mmap
 import os
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from triage.coredump import elf
 
-_SHDR = struct.Struct("<IIQQQQIIQQ")
 _SYM = struct.Struct("<IBBHQQ")
 SHT_SYMTAB, SHT_DYNSYM, SHT_NOBITS = 2, 11, 8
 STT_OBJECT, STT_FUNC, STT_TLS, STT_GNU_IFUNC = 1, 2, 6, 10
@@ -160,7 +161,10 @@ class ElfSymbols:
         self._func_starts = [r[0] for r in rows]
 
 
-_BY_BUILD_ID: dict[str, ElfSymbols] = {}
+#: Parsed files by build-id (a sweep worker's cores share their builds); bounded, so a fleet
+#: of many builds does not grow a worker (least recently used first out).
+_BY_BUILD_ID: OrderedDict[str, ElfSymbols] = OrderedDict()
+_BY_BUILD_ID_LIMIT = 64
 
 
 def load_symbols(path: str, build_id: str | None = None) -> ElfSymbols:
@@ -172,15 +176,18 @@ def load_symbols(path: str, build_id: str | None = None) -> ElfSymbols:
     if build_id is not None:
         cached = _BY_BUILD_ID.get(build_id)
         if cached is not None:
+            _BY_BUILD_ID.move_to_end(build_id)
             return cached
     st = os.stat(path)
     parsed = _load(os.path.realpath(path), st.st_size, st.st_mtime_ns)
     if build_id is not None:
         _BY_BUILD_ID[build_id] = parsed
+        if len(_BY_BUILD_ID) > _BY_BUILD_ID_LIMIT:
+            _BY_BUILD_ID.popitem(last=False)
     return parsed
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)
 def _load(path: str, _size: int, _mtime: int) -> ElfSymbols:
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         return _parse(path, m)
@@ -193,19 +200,21 @@ def _parse(path: str, m: mmap.mmap) -> ElfSymbols:
     header = elf.read_header(read)
     phdrs = elf.read_program_headers(read, header)
     loads = [p.vaddr for p in phdrs if p.type == elf.PT_LOAD]
-    shoff, shentsize, shnum, shstrndx = struct.unpack_from("<Q10xHHH", m, 0x28)
-    raw = []
-    if shoff and shentsize >= _SHDR.size and shoff + shnum * shentsize <= len(m):
-        raw = [_SHDR.unpack_from(m, shoff + i * shentsize) for i in range(shnum)]
+    raw = elf.read_section_headers(read, header)
     names = b""
-    if raw and shstrndx < len(raw):
-        names = m[raw[shstrndx][4] : raw[shstrndx][4] + raw[shstrndx][5]]
+    if raw and header.shstrndx < len(raw):
+        table = raw[header.shstrndx]
+        names = m[table.offset : table.offset + table.size]
     sections: dict[str, Section] = {}
     by_index: list[Section] = []
-    for name_off, stype, flags, addr, offset, size, link, _info, _align, entsize in raw:
-        end = names.find(b"\0", name_off)
-        name = names[name_off:end].decode("ascii", "replace") if name_off < len(names) else ""
-        sec = Section(name, stype, addr, offset, size, link, entsize, flags)
+    for h in raw:
+        end = names.find(b"\0", h.name_offset)
+        name = (
+            names[h.name_offset : end].decode("ascii", "replace")
+            if h.name_offset < len(names)
+            else ""
+        )
+        sec = Section(name, h.type, h.addr, h.offset, h.size, h.link, h.entsize, h.flags)
         by_index.append(sec)
         sections.setdefault(name, sec)
     out = ElfSymbols(path, header.type, min(loads) if loads else 0, sections)

@@ -55,6 +55,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from triage.coredump import elf
 from triage.coredump.source import decompressor, sniff
 from triage.errors import TriageError
 from triage.report import Collection
@@ -74,15 +75,6 @@ SIDECAR_MAX = 1024 * 1024
 _LOCAL_PROTOCOLS = ("file", "local")
 _UTC = dt.timezone.utc
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
-
-ET_NAMES = {
-    0: "an ELF file of no type",
-    1: "an ELF relocatable object",
-    2: "an ELF executable",
-    3: "an ELF shared library",
-}
-ET_CORE = 4
-PT_INTERP = 3
 
 
 class SourceError(TriageError):
@@ -424,7 +416,7 @@ def sniff_core(head: bytes) -> tuple[str, str | None]:
     if compression is None:
         return "none", "not an ELF file"
     if compression == "none":
-        return "none", _elf_problem(head)
+        return "none", elf.what_is_not_a_core(head)
     try:
         elf_head, ended = _decompress_head(head, compression)
     except Exception as exc:
@@ -440,7 +432,7 @@ def sniff_core(head: bytes) -> tuple[str, str | None]:
         )
     if not elf_head.startswith(b"\x7fELF"):
         return compression, f"{_an(compression)} archive of something that is not a core"
-    problem = _elf_problem(elf_head)
+    problem = elf.what_is_not_a_core(elf_head)
     if problem is None:
         return compression, None
     return compression, f"{_an(compression)} archive of {problem}"
@@ -488,45 +480,6 @@ def _decompress_head(head: bytes, compression: str, want: int = 4096) -> tuple[b
             raise ValueError(str(exc)) from None
         ended = dobj.eof
     return bytes(out), ended
-
-
-def _elf_problem(data: bytes) -> str | None:
-    """None for the start of a 64-bit ELF core; else what the ELF file is."""
-    if not data.startswith(b"\x7fELF"):
-        return "not an ELF file"
-    if len(data) < 20:
-        return f"a truncated ELF file ({len(data)} bytes)"
-    ei_class, ei_data = data[4], data[5]
-    if ei_data not in (1, 2):
-        return "an ELF file of unknown byte order"
-    order = "little" if ei_data == 1 else "big"
-    e_type = int.from_bytes(data[16:18], order)
-    if ei_class != 2:
-        kind = "a 32-bit ELF core" if e_type == ET_CORE else "a 32-bit ELF file"
-        return f"{kind}; only 64-bit cores are supported"
-    if e_type == ET_CORE:
-        return None
-    if e_type == 3 and _has_interp(data, order):
-        return "an ELF executable (position-independent), not a core"
-    return f"{ET_NAMES.get(e_type, f'an ELF file of type {e_type}')}, not a core"
-
-
-def _has_interp(data: bytes, order: str) -> bool:
-    """Whether a 64-bit ELF file's program headers (if within `data`) include PT_INTERP."""
-    if len(data) < 64:
-        return False
-    phoff = int.from_bytes(data[32:40], order)
-    phentsize = int.from_bytes(data[54:56], order)
-    phnum = int.from_bytes(data[56:58], order)
-    if phentsize < 4:
-        return False
-    for i in range(min(phnum, 256)):
-        at = phoff + i * phentsize
-        if at + 4 > len(data):
-            return False
-        if int.from_bytes(data[at : at + 4], order) == PT_INTERP:
-            return True
-    return False
 
 
 def fetch(obj: CoreObject, dest_dir: str, storage_options: dict[str, Any] | None = None) -> str:
