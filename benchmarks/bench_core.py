@@ -45,20 +45,23 @@ def decompress_command(path: str, scratch: str) -> list[str]:
     return ["sh", "-c", f'"{zstd}" -q -d -c "{path}" > "{out}"']
 
 
-def in_process_cache(core_a: str, core_b: str, root: str | None) -> tuple[float, float]:
-    """Seconds for a first and a second core of one build, in one fresh process."""
+def in_process_cache(
+    core_a: str, core_b: str, root: str | None, native: bool = False
+) -> tuple[float, float]:
+    """Seconds for a first and a second core of one build, in one fresh process (with
+    `native`, their native stacks too: symbols, CFI and DWARF kept by build-id)."""
     code = (
         "import json,sys,time\n"
         "from triage import analyze_core\n"
-        "root=sys.argv[3] or None\n"
-        "t=time.perf_counter(); analyze_core(sys.argv[1], lib_search_root=root)\n"
+        "root=sys.argv[3] or None; native=sys.argv[4]=='1'\n"
+        "t=time.perf_counter(); analyze_core(sys.argv[1], lib_search_root=root, native=native)\n"
         "a=time.perf_counter()-t\n"
-        "t=time.perf_counter(); analyze_core(sys.argv[2], lib_search_root=root)\n"
+        "t=time.perf_counter(); analyze_core(sys.argv[2], lib_search_root=root, native=native)\n"
         "b=time.perf_counter()-t\n"
         "print(json.dumps([a,b]))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, core_a, core_b, root or ""],
+        [sys.executable, "-c", code, core_a, core_b, root or "", "1" if native else "0"],
         capture_output=True,
         text=True,
         check=True,
@@ -106,12 +109,14 @@ def main() -> int:
             locals_rows.append((interp.id, "--locals", t_py_locals, t_locals))
             locals_rows.append((interp.id, "--native", t_py_native, t_native))
             zst_rows.append((interp.id, os.path.getsize(zst), t_dec, t_head, t_zst))
-            firsts, seconds = [], []
-            for _ in range(max(3, args.runs // 2)):
-                first, second = in_process_cache(a.path, b.path, interp.sysroot)
-                firsts.append(first)
-                seconds.append(second)
-            cache_rows.append((interp.id, statistics.median(firsts), statistics.median(seconds)))
+            for native in (False, True):
+                firsts, seconds = [], []
+                for _ in range(max(3, args.runs // 2)):
+                    first, second = in_process_cache(a.path, b.path, interp.sysroot, native)
+                    firsts.append(first)
+                    seconds.append(second)
+                label = f"{interp.id}{' --native' if native else ''}"
+                cache_rows.append((label, statistics.median(firsts), statistics.median(seconds)))
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs, "
         f"median of {args.runs} runs, cores of tests/programs/target.py with 2 threads: gcore "
