@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from triage.cpython.frames import MAX_FRAMES, PyFrame
 from triage.cpython.interpreter import PythonState, PyThread
 from triage.report import CoreReport, FrameReport, LocalVariable, ThreadReport
+
+if TYPE_CHECKING:
+    from triage.native.stacks import NativeEntry, ThreadStacks
 
 STATUS_TERMINATED = "Thread terminated"
 STATUS_GIL = "Has the GIL"
@@ -28,6 +33,24 @@ def frame_report(frame: PyFrame) -> FrameReport:
     )
 
 
+def native_report(entry: NativeEntry) -> FrameReport:
+    return FrameReport(
+        kind="native",
+        function=entry.function,
+        file=entry.file,
+        line=entry.line,
+        address=entry.address,
+        library=entry.library,
+        inlined=entry.inlined,
+        hidden=entry.hidden,
+        by_frame_pointer=entry.by_frame_pointer,
+    )
+
+
+def _report_frame(frame: Any) -> FrameReport:
+    return frame_report(frame) if isinstance(frame, PyFrame) else native_report(frame)
+
+
 def statuses(thread: PyThread) -> list[str]:
     out = []
     if thread.terminated:
@@ -39,12 +62,14 @@ def statuses(thread: PyThread) -> list[str]:
     return out
 
 
-def describe_python(report: CoreReport, state: PythonState) -> None:
-    """Merge the Python threads into the report's threads (matched by kernel tid)."""
+def describe_python(report: CoreReport, state: PythonState) -> dict[int, ThreadReport]:
+    """Merge the Python threads into the report's threads (matched by kernel tid), each with
+    its Python frames; returns each thread state's row, by id() of the state."""
     report.python_version = str(state.version)
     report.python_binary = state.binary
     report.warnings.extend(state.warnings)
     by_tid = {t.tid: t for t in report.threads}
+    rows: dict[int, ThreadReport] = {}
     for thread in state.threads:
         row = by_tid.get(thread.tid) if thread.tid is not None else None
         if row is None or row.python:
@@ -60,6 +85,7 @@ def describe_python(report: CoreReport, state: PythonState) -> None:
         row.gc_collecting = thread.gc_collecting
         row.status = statuses(thread)
         row.frames = [frame_report(f) for f in reversed(thread.frames)]
+        rows[id(thread)] = row
         if len(thread.frames) >= MAX_FRAMES:
             report.warnings.append(
                 f"thread {thread.tid}: the stack is deeper than {MAX_FRAMES} frames; "
@@ -67,3 +93,22 @@ def describe_python(report: CoreReport, state: PythonState) -> None:
             )
         if thread.error:
             report.warnings.append(f"thread {thread.tid}: {thread.error}")
+    return rows
+
+
+def describe_native(
+    report: CoreReport, native: ThreadStacks[Any], rows: dict[int, ThreadReport]
+) -> None:
+    """What the native stacks add to the report's threads: each thread state's row (`rows`,
+    from describe_python) gets its merged Python and native frames, threads no interpreter
+    knows their native frames; the statuses native frames tell, the unwinding's warnings."""
+    for key, frames in native.merged.items():
+        if key in rows:
+            rows[key].frames = [_report_frame(f) for f in frames]
+    for row in report.threads:
+        if row.tid is None:
+            continue
+        row.status += [s for s in native.status.get(row.tid, []) if s not in row.status]
+        if not row.python and row.tid in native.native_only:
+            row.frames = [native_report(e) for e in native.native_only[row.tid]]
+    report.warnings.extend(native.warnings)

@@ -21,7 +21,7 @@ from triage.coredump.signals import core_cause
 from triage.coredump.source import identify, open_core
 from triage.coredump.stacks import stack_warnings
 from triage.cpython.interpreter import PyThread, read_python
-from triage.describe import describe_python
+from triage.describe import describe_native, describe_python
 from triage.errors import CoreFileError, TriageError
 from triage.report import (
     CoreFileInfo,
@@ -64,6 +64,7 @@ def analyze_core(
     stacks: dict[int, list[NativeFrame]] | None = None
     python_threads: list[PyThread] = []
     vectorcall = True
+    rows: dict[int, ThreadReport] = {}
     try:
         with open_core(path) as opened:
             report.core = CoreFileInfo(
@@ -112,7 +113,7 @@ def analyze_core(
                     )
                     python_threads = state.threads
                     vectorcall = state.vectorcall
-                    describe_python(report, state)
+                    rows = describe_python(report, state)
             finally:
                 memory.close()
     except TriageError as exc:
@@ -132,9 +133,12 @@ def analyze_core(
     except Exception as exc:  # the promise holds for signatures too: never a traceback
         report.warnings.append(f"no signature: internal error ({type(exc).__name__}: {exc})")
     if stacks:
-        from triage.native.stacks import attach_native
+        from triage.native.stacks import combine
 
-        attach_native(report, python_threads, stacks, vectorcall)
+        # Each thread's merged stack, native frames of threads without Python (all of them,
+        # when Python could not be read), statuses from native frames: after the signature,
+        # which stays that of the Python frames.
+        describe_native(report, combine(python_threads, stacks, vectorcall), rows)
     report.analysis_seconds = round(time.perf_counter() - started, 6)
     return report
 

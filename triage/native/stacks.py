@@ -1,17 +1,19 @@
-"""Every thread's native stack, merged with its Python frames into the report (--native).
+"""Every thread's native stack, merged with its Python frames into one stack (--native).
 
-Each physical native frame becomes one report frame per function at its address: the calls
-inlined there (innermost first, `inlined`), then the function itself, each with its source
-file and line when DWARF says them. Frames PyStack's display rules hide are kept, marked
-`hidden` (the text output leaves them out unless asked). Each eval-loop frame gives way to the
-Python frames it ran; a thread running code in several interpreters has its merged stack split
-between them at the eval-loop call that entered the inner one.
+Each physical native frame becomes one entry per function at its address: the calls inlined
+there (innermost first, `inlined`), then the function itself, each with its source file and
+line when DWARF says them. Frames PyStack's display rules hide are kept, marked `hidden` (the
+text output leaves them out unless asked). Each eval-loop frame gives way to the Python frames
+it ran; a thread running code in several interpreters has its merged stack split between them
+at the eval-loop call that entered the inner one. The result is in the interpreter model's
+terms (thread states, PyFrames); the report layer describes it (triage/describe.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from triage.coredump.corefile import CoreFile
 from triage.coredump.images import LoadedImage
@@ -19,7 +21,6 @@ from triage.coredump.memory import CoreMemory
 from triage.native.display import hidden, native_status
 from triage.native.merge import is_eval_frame, merge
 from triage.native.unwind import Module, Modules, NativeFrame, add_locations, unwind
-from triage.report import CoreReport, FrameReport, ThreadReport
 
 UNKNOWN = "???"
 
@@ -58,19 +59,49 @@ def native_stacks(
     return stacks
 
 
-def expand(frame: NativeFrame, vectorcall: bool) -> list[FrameReport]:
-    """The report frames of one physical frame, newest first: its inlined calls, then it."""
+@dataclass(frozen=True, slots=True)
+class NativeEntry:
+    """One function at a native frame's address: the frame's own, or a call inlined there."""
+
+    function: str
+    file: str
+    line: int | None
+    library: str | None
+    address: int
+    inlined: bool = False
+    hidden: bool = False
+    by_frame_pointer: bool = False
+
+
+Frame = TypeVar("Frame")
+
+
+@dataclass
+class ThreadStacks(Generic[Frame]):
+    """Every thread's stack as one ordered list of Python and native frames, most recent
+    call LAST, and what the native frames tell of each thread."""
+
+    merged: dict[int, list[Frame | NativeEntry]] = field(default_factory=dict)
+    """Keyed by id() of a thread state: its Python frames with the native frames between."""
+    native_only: dict[int, list[NativeEntry]] = field(default_factory=dict)
+    """Keyed by tid: the native frames of threads without any thread state."""
+    status: dict[int, list[str]] = field(default_factory=dict)
+    """Keyed by tid: statuses from native frames (GC, the GIL)."""
+    warnings: list[str] = field(default_factory=list)
+
+
+def expand(frame: NativeFrame, vectorcall: bool) -> list[NativeEntry]:
+    """The entries of one physical frame, newest first: its inlined calls, then it."""
     out = []
     for where in frame.locations or ():
         name = where.function if where.inlined else frame.function
         out.append(
-            FrameReport(
-                kind="native",
+            NativeEntry(
                 function=name or UNKNOWN,
                 file=where.file or UNKNOWN,
                 line=where.line,
-                address=frame.pc,
                 library=frame.module,
+                address=frame.pc,
                 inlined=where.inlined,
                 hidden=hidden(name, vectorcall),
                 by_frame_pointer=frame.by_frame_pointer,
@@ -78,12 +109,12 @@ def expand(frame: NativeFrame, vectorcall: bool) -> list[FrameReport]:
         )
     if not out:
         out.append(
-            FrameReport(
-                kind="native",
+            NativeEntry(
                 function=frame.function or UNKNOWN,
                 file=UNKNOWN,
-                address=frame.pc,
+                line=None,
                 library=frame.module,
+                address=frame.pc,
                 hidden=hidden(frame.function, vectorcall),
                 by_frame_pointer=frame.by_frame_pointer,
             )
@@ -91,58 +122,47 @@ def expand(frame: NativeFrame, vectorcall: bool) -> list[FrameReport]:
     return out
 
 
-def attach_native(
-    report: CoreReport,
-    python_threads: Sequence[Any],
+def combine(
+    threads: Sequence[Any],
     stacks: dict[int, list[NativeFrame]],
     vectorcall: bool = True,
-) -> None:
-    """Put each thread's native frames into its report rows: merged with its Python frames
-    where the two line up (else a warning, and the Python frames alone), alone in a thread
-    without Python; and the statuses its native frames tell (GC, the GIL)."""
+) -> ThreadStacks[Any]:
+    """Each thread state's Python frames (`threads`: PyThread, frames newest first, each
+    knowing whether it is an eval-loop entry) merged with its OS thread's native frames where
+    the two line up (else a warning, and the Python frames alone); the native frames of
+    threads without a state; the statuses native frames tell."""
+    out: ThreadStacks[Any] = ThreadStacks()
     states: dict[int | None, list[Any]] = {}
-    for thread in python_threads:
+    for thread in threads:
         states.setdefault(thread.tid, []).append(thread)
-    rows: dict[int | None, list[ThreadReport]] = {}
-    for row in report.threads:
-        rows.setdefault(row.tid, []).append(row)
     for tid, native in stacks.items():
-        mine_rows = rows.get(tid, [])
-        if not native or not mine_rows:
+        if not native:
             continue
         groups = [expand(f, vectorcall) for f in native]
+        out.status[tid] = native_status(e.function for group in groups for e in group)
         guessed = [f for f in native if f.by_frame_pointer]
         if guessed:
-            report.warnings.append(
+            out.warnings.append(
                 f"thread {tid}: {len(guessed)} native frame(s) from "
                 f"{guessed[0].function or '???'} on were found by frame pointers (no "
                 f"call-frame information for the code below them)"
             )
-        status = native_status(e.function for group in groups for e in group)
-        for row in mine_rows:
-            row.status += [s for s in status if s not in row.status]
-        python_rows = [r for r in mine_rows if r.python]
-        if not python_rows:
-            mine_rows[0].frames = [e for group in groups for e in group][::-1]
+        mine = states.get(tid, [])
+        if not mine:
+            out.native_only[tid] = [e for group in groups for e in group][::-1]
             continue
-        # The thread's states, outermost (the main interpreter) first; each row holds one
-        # state's Python frames, oldest first.
-        python_rows.sort(key=lambda r: r.interpreter_id or 0)
-        by_interp = {t.interpreter_id: t for t in states.get(tid, [])}
-        ordered = [by_interp.get(r.interpreter_id) for r in python_rows]
-        if any(state is None for state in ordered):
-            continue
+        # The thread's states, outermost (the main interpreter) first.
+        mine = sorted(mine, key=lambda t: t.interpreter_id or 0)
         python: list[Any] = []
         entries: list[bool] = []
         owner: list[int] = []
-        for k in range(len(python_rows) - 1, -1, -1):  # innermost state first: newest
-            frames = python_rows[k].frames[::-1]
-            python += frames
-            entries += [f.entry for f in ordered[k].frames]
-            owner += [k] * len(frames)
+        for k in range(len(mine) - 1, -1, -1):  # innermost state first: newest
+            python += mine[k].frames
+            entries += [f.entry for f in mine[k].frames]
+            owner += [k] * len(mine[k].frames)
         # An eval-loop frame gives way to its Python frames; calls inlined at its address
         # (`cmp_outcome` in 3.6's loop) are newer than those and stay, as PyStack shows them.
-        units: list[list[FrameReport]] = []
+        units: list[list[NativeEntry]] = []
         names: list[str | None] = []
         for frame, group in zip(native, groups, strict=True):
             if is_eval_frame(frame.function) and len(group) > 1:
@@ -152,25 +172,25 @@ def attach_native(
             names.append(frame.function)
         merged = merge(units, names, python, entries)
         if merged is None:
-            report.warnings.append(
+            out.warnings.append(
                 f"thread {tid}: its native and Python frames do not line up (the native "
                 f"stack could not be followed to its end?); Python frames only"
             )
             continue
-        _split(merged, python, owner, python_rows)
+        for state, part in zip(mine, _split(merged, python, owner, len(mine)), strict=True):
+            out.merged[id(state)] = part[::-1]
+    return out
 
 
-def _split(
-    merged: list[Any], python: list[Any], owner: list[int], rows: list[ThreadReport]
-) -> None:
-    """Give each interpreter's row its part of the merged stack (newest first in `merged`):
-    the innermost state's part runs from the newest frame to its oldest Python frame, the
-    next state's from there on, and so on; native frames older than a state's oldest Python
-    frame belong to the state that called it."""
+def _split(merged: list[Any], python: list[Any], owner: list[int], count: int) -> list[list[Any]]:
+    """Each state's part of the merged stack (newest first in `merged`): the innermost
+    state's part runs from the newest frame to its oldest Python frame, the next state's from
+    there on, and so on; native frames older than a state's oldest Python frame belong to the
+    state that called it. Parts newest first, outermost state first."""
     position = {id(frame): i for i, frame in enumerate(python)}
     oldest = {k: i for i, k in enumerate(owner)}  # each state's oldest Python frame
-    parts: list[list[FrameReport]] = [[] for _ in rows]
-    current = len(rows) - 1  # the innermost state
+    parts: list[list[Any]] = [[] for _ in range(count)]
+    current = count - 1  # the innermost state
     for item in merged:
         if isinstance(item, list):
             parts[current].extend(item)
@@ -180,5 +200,4 @@ def _split(
         parts[current].append(item)
         if i == oldest[current] and current > 0:
             current -= 1  # what is older belongs to the state that called this one
-    for row, part in zip(rows, parts, strict=True):
-        row.frames = part[::-1]
+    return parts
