@@ -65,6 +65,7 @@ sys.path.insert(0, str(REPO_ROOT))  # the engine's declarations say what to deri
 
 from triage.cpython import fields as engine_fields  # noqa: E402
 from triage.cpython.layout import _parse as parse_table  # noqa: E402
+from triage.native.leb128 import uleb  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "triage" / "cpython" / "layouts"
 DEFAULT_PREFIXES_GLOB = "~/.pyenv/versions/*"
@@ -217,17 +218,6 @@ def _is_declaration(die: DIE) -> bool:
     return bool(attr is not None and attr.value)
 
 
-def _uleb(data: list[int], pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return result, pos
-
-
 def _member_location(member: DIE) -> int:
     """Byte offset of a member in its parent (0 for union members, which have none)."""
     attr = member.attributes.get("DW_AT_data_member_location")
@@ -239,7 +229,7 @@ def _member_location(member: DIE) -> int:
     # DWARF 2/3 style location expression: DW_OP_plus_uconst N (or DW_OP_constu N).
     expr = list(value)
     if expr and expr[0] in (_DW_OP_PLUS_UCONST, _DW_OP_CONSTU):
-        offset, _ = _uleb(expr, 1)
+        offset, _ = uleb(bytes(expr), 1)
         return offset
     raise DeriveError(f"unsupported DW_AT_data_member_location expression {expr!r}")
 

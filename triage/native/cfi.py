@@ -22,6 +22,8 @@ import struct
 from dataclasses import dataclass
 
 from triage.coredump import symbols as elf_symbols
+from triage.native.leb128 import sleb as _sleb
+from triage.native.leb128 import uleb as _uleb
 
 DW_EH_PE_omit = 0xFF
 DW_EH_PE_datarel_sdata4 = 0x3B
@@ -58,30 +60,6 @@ class _Cie:
     pointer_encoding: int
     augmented: bool  # 'z': FDEs carry an augmentation length
     instructions: tuple[int, int]  # where they are in the section data
-
-
-def _uleb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _sleb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            if byte & 0x40:
-                result -= 1 << shift
-            return result, pos
 
 
 class _Section:

@@ -28,6 +28,8 @@ import zlib
 from dataclasses import dataclass
 
 from triage.coredump import symbols as elf_symbols
+from triage.native.leb128 import sleb as _sleb
+from triage.native.leb128 import uleb as _uleb
 
 SHF_COMPRESSED = 0x800
 ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD = 1, 2
@@ -77,6 +79,16 @@ _REF_FORMS = {0x11, 0x12, 0x13, 0x14, 0x15}  # unit-relative references
 _CONSTANT_FORMS = {0x0B, 0x05, 0x06, 0x07, 0x0F, 0x0D, 0x21}
 
 _U16, _U32, _U64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q")
+
+
+def _initial_length(data: bytes, pos: int) -> tuple[int, int, int]:
+    """A unit's initial length at `pos`: (length, offset size 4 or 8, position after it)."""
+    length = _U32.unpack_from(data, pos)[0]
+    if length == 0xFFFFFFFF:
+        return _U64.unpack_from(data, pos + 4)[0], 8, pos + 12
+    return length, 4, pos + 4
+
+
 _CHDR = struct.Struct("<IIQQ")
 
 MAX_DEPTH = 64
@@ -111,30 +123,6 @@ def decompress(raw: bytes) -> bytes:
 
         return zstandard.ZstdDecompressor().decompress(raw[_CHDR.size :], full)
     raise DwarfError(f"unknown section compression {kind}")
-
-
-def _uleb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _sleb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            if byte & 0x40:
-                result -= 1 << shift
-            return result, pos
 
 
 def _cstr(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -327,12 +315,9 @@ class DebugInfo:
         rows = []
         pos = 0
         while pos + 12 <= len(data):
-            length = _U32.unpack_from(data, pos)[0]
-            offset_size, header = (8, 12) if length == 0xFFFFFFFF else (4, 4)
-            if length == 0xFFFFFFFF:
-                length = _U64.unpack_from(data, pos + 4)[0]
-            end = pos + header + length
-            p = pos + header + 2  # version
+            length, offset_size, p = _initial_length(data, pos)
+            end = p + length
+            p += 2  # version
             unit = _U64 if offset_size == 8 else _U32
             cu = unit.unpack_from(data, p)[0]
             p += offset_size
@@ -370,11 +355,8 @@ class DebugInfo:
             starts, pos = [], 0
             while pos + 11 <= len(info):
                 starts.append(pos)
-                length = _U32.unpack_from(info, pos)[0]
-                if length == 0xFFFFFFFF:
-                    pos += 12 + _U64.unpack_from(info, pos + 4)[0]
-                else:
-                    pos += 4 + length
+                length, _, pos = _initial_length(info, pos)
+                pos += length
             self._unit_starts = starts
         return self._unit_starts
 
@@ -383,13 +365,7 @@ class DebugInfo:
         if unit is not None:
             return unit
         info = self._section(".debug_info")
-        length = _U32.unpack_from(info, offset)[0]
-        pos = offset + 4
-        offset_size = 4
-        if length == 0xFFFFFFFF:
-            length = _U64.unpack_from(info, pos)[0]
-            pos += 8
-            offset_size = 8
+        length, offset_size, pos = _initial_length(info, offset)
         end = pos + length
         version = _U16.unpack_from(info, pos)[0]
         pos += 2
@@ -782,13 +758,7 @@ class DebugInfo:
 
     def _decode_lines(self, unit: _Unit, offset: int) -> _Lines:
         data = self._section(".debug_line")
-        length = _U32.unpack_from(data, offset)[0]
-        pos = offset + 4
-        osize = 4
-        if length == 0xFFFFFFFF:
-            length = _U64.unpack_from(data, pos)[0]
-            pos += 8
-            osize = 8
+        length, osize, pos = _initial_length(data, offset)
         end = pos + length
         version = _U16.unpack_from(data, pos)[0]
         pos += 2

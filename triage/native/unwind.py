@@ -27,10 +27,10 @@ from triage.native.cfi import (
     CallFrames,
     CfiError,
     Row,
-    _sleb,
-    _uleb,
 )
 from triage.native.dwarf import DebugInfo, Location
+from triage.native.leb128 import sleb as _sleb
+from triage.native.leb128 import uleb as _uleb
 
 RSP, RETURN_ADDRESS = 7, 16
 CALLEE_SAVED = (3, 6, 12, 13, 14, 15)  # rbx, rbp, r12-r15 keep their values across calls
