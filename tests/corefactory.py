@@ -744,6 +744,66 @@ def gcore_program(
     return path
 
 
+def gcore_at_breakpoint(
+    interp: Interpreter, tmpdir: str | os.PathLike, function: str, program: str, *args: str
+) -> tuple[Path, int]:
+    """A gcore of programs/PROGRAM run with `args`, taken by gdb when a thread first enters
+    `function` (a breakpoint: inlined copies included): (the core, the tid of that thread).
+    Only for the host's interpreters: gdb 13 cannot read the sid sysroot's debug files."""
+    if interp.sysroot is not None:
+        raise CoreUnavailable(
+            f"the host's gdb cannot stop {interp.id} at {function}: its DWARF is newer than "
+            "gdb 13 reads, and its gcore writes the thread stacks of sid binaries as zeros"
+        )
+    gdb = shutil.which("gdb")
+    if gdb is None:
+        raise CoreUnavailable("gdb is not installed")
+    tmpdir = interp.workdir(tmpdir)
+    argv = [interp.path, str(PROGRAMS_DIR / program), *args]
+    proc = _start(interp, argv, cwd=str(tmpdir), core_limit=False)
+    try:
+        pid = _read_ready_line(proc, argv)["pid"]
+        path = Path(tmpdir) / f"core-{function}.{pid}"
+        result = subprocess.run(
+            [
+                gdb,
+                "-nx",
+                "-q",
+                "-batch",
+                "-p",
+                str(pid),
+                "-ex",
+                "set pagination off",
+                "-ex",
+                f"break {function}",
+                "-ex",
+                "continue",
+                "-ex",
+                "info threads",
+                "-ex",
+                f"gcore {path}",
+                "-ex",
+                "detach",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=_GCORE_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        _kill(proc)
+    # gdb marks the thread it stopped in with "*" in `info threads`: "* 2  Thread 0x.. (LWP N)".
+    stopped = re.search(r"^\*\s+\d+\s+Thread 0x[0-9a-f]+ \(LWP (\d+)\)", result.stdout, re.M)
+    if (
+        not path.exists()
+        or stopped is None
+        or not re.search(r"Breakpoint 1(\.\d+)?, ", result.stdout)
+    ):
+        said = (result.stderr or result.stdout).strip()[-500:]
+        raise CoreUnavailable(f"gdb did not stop pid {pid} in {function} and dump it: {said}")
+    return path, int(stopped.group(1))
+
+
 def make_deep_stacks_core(
     interp: Interpreter, tmpdir: str | os.PathLike, threads: int, depth: int
 ) -> Path:

@@ -4,6 +4,7 @@ interpreter_states.py on every interpreter found:
 * a thread the interpreter does not know (created by pthread_create through ctypes) is shown
   by --native-all, with its native frames, and only then;
 * threads spinning in Python wait for the GIL in take_gil: `Waiting for the GIL`;
+* a thread stopped by gdb as it enters drop_gil says `Dropping the GIL`;
 * a thread inside a garbage collection has the collector's function on its native stack, and
   says `Garbage collecting` once (the interpreter's flag and the frames agree).
 """
@@ -83,6 +84,34 @@ def test_threads_waiting_for_the_gil(interpreter: Interpreter, tmp_path, triage_
         assert thread["status"].count("Waiting for the GIL") == 1
     plain = triage_json(core)
     assert not any("Waiting for the GIL" in t["status"] for t in plain["threads"])
+
+
+def test_thread_dropping_the_gil(interpreter: Interpreter, tmp_path, triage_json) -> None:
+    if interpreter.version < (3, 2):
+        pytest.skip(f"{interpreter.id}'s GIL is a plain lock: no drop_gil to be in")
+    try:
+        core, tid = corefactory.gcore_at_breakpoint(
+            interpreter, tmp_path, "drop_gil", "native_states.py", "gil", "3"
+        )
+    except CoreUnavailable as exc:
+        pytest.skip(str(exc))
+    report = triage_json(str(core), "--native")
+    dropping = [t for t in report["threads"] if "Dropping the GIL" in t["status"]]
+    assert [t["tid"] for t in dropping] == [tid]
+    (thread,) = dropping
+    assert thread["frames"][-1]["kind"] == "native"
+    assert thread["frames"][-1]["function"].split(".")[0] == "drop_gil"  # Debian: .lto_priv.0
+    assert thread["status"].count("Dropping the GIL") == 1
+    holders = [t["tid"] for t in report["threads"] if t["holds_gil"]]
+    if interpreter.version >= (3, 12):
+        # The GIL itself (locked, last_holder) says who holds it: still the thread dropping it.
+        assert holders == [tid]
+    else:
+        # Before 3.12 the holder is the runtime's current thread state, which is set to NULL
+        # just before drop_gil: no thread has the GIL (PyStack says the same).
+        assert holders == []
+    plain = triage_json(str(core))
+    assert not any("Dropping the GIL" in t["status"] for t in plain["threads"])
 
 
 def test_garbage_collecting_from_native_frames(
