@@ -50,6 +50,9 @@ class Row:
     cfa_offset: int
     registers: dict[int, tuple[str, object]]
     cfa_expression: bytes | None = None
+    signal_frame: bool = False
+    """The code is a signal trampoline (augmentation 'S'): its caller was interrupted, not
+    making a call, so its address is the instruction itself, not a return address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class _Cie:
     pointer_encoding: int
     augmented: bool  # 'z': FDEs carry an augmentation length
     instructions: tuple[int, int]  # where they are in the section data
+    signal_frame: bool = False  # 'S': the FDEs are of signal trampolines
 
 
 class _Section:
@@ -167,7 +171,13 @@ class _Section:
                     break  # unknown: the size says where the instructions start
             pos = body + size
         found = self._cies[offset] = _Cie(
-            code_align, data_align, return_register, encoding, augmented, (pos, end)
+            code_align,
+            data_align,
+            return_register,
+            encoding,
+            augmented,
+            (pos, end),
+            augmented and "S" in augmentation,
         )
         return found
 
@@ -305,7 +315,13 @@ def _run(section: _Section, cie: _Cie, start: int, pos: int, stop: int, address:
     _execute(section, cie, cie.instructions[0], cie.instructions[1], state, None, 0, start)
     initial = dict(state.registers)
     _execute(section, cie, pos, stop, state, initial, address, start)
-    return Row(state.cfa_register, state.cfa_offset, dict(state.registers), state.cfa_expression)
+    return Row(
+        state.cfa_register,
+        state.cfa_offset,
+        dict(state.registers),
+        state.cfa_expression,
+        cie.signal_frame,
+    )
 
 
 class _State:

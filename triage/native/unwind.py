@@ -213,6 +213,14 @@ class NativeFrame:
     by_frame_pointer: bool = False
     """Found through the frame pointer of the frame below it, which had no call-frame
     information: likely right for code built with frame pointers, a guess otherwise."""
+    exact: bool = False
+    """`pc` is the instruction itself (the newest frame, a signal trampoline, a frame a
+    signal interrupted), not a return address: it is looked up as is, not `pc - 1`."""
+
+    @property
+    def lookup(self) -> int:
+        """The address whose function and line the frame is at."""
+        return self.pc if self.exact else self.pc - 1
 
 
 class Modules:
@@ -236,21 +244,29 @@ def unwind(registers: dict[str, int], memory: CoreMemory, modules: Modules) -> l
     regs = {n: registers[name] for n, name in DWARF_REGISTERS.items() if name in registers}
     regs[RETURN_ADDRESS] = registers["rip"]
     frames: list[NativeFrame] = []
-    newest = True
+    exact = True  # the newest frame's pc is the instruction it was at
     guessed = False
     while len(frames) < MAX_FRAMES:
         pc = regs.get(RETURN_ADDRESS)
         if not pc:
             break
         module = modules.at(pc)
-        # A return address points after the call: look up the call itself.
-        lookup = pc if newest else pc - 1
-        frame = _frame(module, pc, lookup)
-        frames.append(dataclasses.replace(frame, by_frame_pointer=True) if guessed else frame)
+        # A return address points after the call: look up the call itself. (glibc's signal
+        # trampoline has its FDE start a byte early so that this lookup finds it too.)
+        lookup = pc if exact else pc - 1
+        row = None
+        try:
+            row = module.cfi.row(lookup - module.bias) if module is not None else None
+        except (CfiError, IndexError, OSError, ValueError):
+            module = None  # unreadable call-frame information: this frame is the last
+        trampoline = row is not None and row.signal_frame
+        frame = _frame(module, pc, pc if exact or trampoline else lookup)
+        frames.append(
+            dataclasses.replace(frame, by_frame_pointer=guessed, exact=exact or trampoline)
+        )
         if module is None:
             break
         try:
-            row = module.cfi.row(lookup - module.bias)
             caller = _caller(regs, row, memory) if row is not None else None
             guessed = row is None
             if row is None:
@@ -259,7 +275,7 @@ def unwind(registers: dict[str, int], memory: CoreMemory, modules: Modules) -> l
             break
         if caller is None:
             break
-        regs, newest = caller, False
+        regs, exact = caller, trampoline  # below a trampoline: the interrupted instruction
     return frames
 
 
@@ -460,11 +476,10 @@ def add_locations(stacks: dict[int, list[NativeFrame]], modules: Modules) -> Non
     DWARF once for all of its addresses."""
     wanted: dict[int, tuple[Module, set[int]]] = {}
     for frames in stacks.values():
-        for k, frame in enumerate(frames):
+        for frame in frames:
             module = modules.at(frame.pc)
             if module is not None:
-                lookup = frame.pc if k == 0 else frame.pc - 1  # a return address: the call
-                wanted.setdefault(id(module), (module, set()))[1].add(lookup - module.bias)
+                wanted.setdefault(id(module), (module, set()))[1].add(frame.lookup - module.bias)
     found: dict[tuple[int, int], tuple[Location, ...]] = {}
     for key, (module, addresses) in wanted.items():
         try:
@@ -477,11 +492,10 @@ def add_locations(stacks: dict[int, list[NativeFrame]], modules: Modules) -> Non
                 found[key, address] = tuple(where)
     for tid, frames in stacks.items():
         out = []
-        for k, frame in enumerate(frames):
+        for frame in frames:
             module = modules.at(frame.pc)
             if module is not None:
-                lookup = (frame.pc if k == 0 else frame.pc - 1) - module.bias
-                where = found.get((id(module), lookup))
+                where = found.get((id(module), frame.lookup - module.bias))
                 if where:
                     frame = dataclasses.replace(frame, locations=where)
             out.append(frame)
