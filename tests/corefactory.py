@@ -247,9 +247,17 @@ def interpreter_version(
     path: str, env: tuple[tuple[str, str], ...] = (), sysroot: str | None = None
 ) -> tuple[int, int, int]:
     """Ask the interpreter for its version (cached per path)."""
+    out = run_python(path, "import sys; print(tuple(sys.version_info[:3]))", env, sysroot)
+    version = ast.literal_eval(out.strip())
+    return (int(version[0]), int(version[1]), int(version[2]))
+
+
+def run_python(
+    path: str, code: str, env: tuple[tuple[str, str], ...] = (), sysroot: str | None = None
+) -> str:
+    """What the interpreter at `path` prints running `code` (chrooted to `sysroot`)."""
     environ = dict(os.environ)
     environ.update(env)
-    argv = [path, "-c", "import sys; print(tuple(sys.version_info[:3]))"]
 
     def enter_root() -> None:  # in the child, before exec
         os.chroot(sysroot)
@@ -257,8 +265,8 @@ def interpreter_version(
 
     if sysroot is not None:
         environ = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-    out = subprocess.run(
-        argv,
+    return subprocess.run(
+        [path, "-c", code],
         capture_output=True,
         text=True,
         timeout=30,
@@ -266,8 +274,6 @@ def interpreter_version(
         check=True,
         preexec_fn=enter_root if sysroot is not None else None,
     ).stdout
-    version = ast.literal_eval(out.strip())
-    return (int(version[0]), int(version[1]), int(version[2]))
 
 
 def _versioned_name(bindir: Path) -> Path | None:
@@ -874,12 +880,7 @@ def make_crash(
     """Run the target program in a fresh directory and let the kernel dump it when it dies."""
     if kind not in CRASH_KINDS:
         raise ValueError("unknown crash kind {!r} (known: {})".format(kind, ", ".join(CRASH_KINDS)))
-    pattern, uses_pid = _core_pattern()
-    if pattern.startswith("|"):
-        raise CoreUnavailable(
-            f"kernel core_pattern {pattern!r} pipes cores to a program "
-            "and does not write core files here"
-        )
+    _writable_core_pattern()
     action, send = CRASH_KINDS[kind]
     expected_signal, code, origin = _EXPECTED[kind]
     address = SEGV_ADDRESS if kind == "segv" else None
@@ -896,24 +897,9 @@ def make_crash(
         if send is not None:
             wait_until_sleeping(pid, ready["tids"])
             os.kill(pid, send)
-        _, status = os.waitpid(proc.pid, 0)
-        proc.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        path = _kernel_core(proc, pid, argv, workdir, expected_signal)
     finally:
         _kill(proc)
-    if not os.WIFSIGNALED(status) or os.WTERMSIG(status) != expected_signal:
-        raise RuntimeError(
-            f"target program {argv!r} ended with status {status:#x}, "
-            f"expected death by {signal.Signals(expected_signal).name}"
-        )
-    matches = glob.glob(_core_glob(pattern, uses_pid, str(workdir), pid, expected_signal, argv[0]))
-    if not os.WCOREDUMP(status) or not matches:
-        raise CoreUnavailable(
-            f"kernel core_pattern {pattern!r} (core_uses_pid {int(uses_pid)}) does not write "
-            f"core files here (no core from pid {pid} after "
-            f"{signal.Signals(expected_signal).name})"
-        )
-    path = max(matches, key=os.path.getmtime)
-    _wait_complete(path)
     sender = os.getpid() if send is not None else (pid if kind == "abort" else None)
     return CoreCase(
         path=path,
@@ -934,6 +920,67 @@ def make_crash(
         argv=argv,
         threads=threads,
     )
+
+
+def _writable_core_pattern() -> None:
+    """CoreUnavailable unless the kernel writes core files to the crashing process's
+    directory (a core_pattern without a pipe)."""
+    pattern, _uses_pid = _core_pattern()
+    if pattern.startswith("|"):
+        raise CoreUnavailable(
+            f"kernel core_pattern {pattern!r} pipes cores to a program "
+            "and does not write core files here"
+        )
+
+
+def _kernel_core(
+    proc: subprocess.Popen, pid: int, argv: Sequence[str], workdir: Path, expected: int
+) -> str:
+    """Wait for the program to die of signal `expected`; the core the kernel wrote of it in
+    `workdir` (RuntimeError for another death, CoreUnavailable for no core)."""
+    _, status = os.waitpid(proc.pid, 0)
+    proc.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    if not os.WIFSIGNALED(status) or os.WTERMSIG(status) != expected:
+        said = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
+        raise RuntimeError(
+            f"target program {argv!r} ended with status {status:#x}, "
+            f"expected death by {signal.Signals(expected).name}: {said}"
+        )
+    pattern, uses_pid = _core_pattern()
+    matches = glob.glob(_core_glob(pattern, uses_pid, str(workdir), pid, expected, argv[0]))
+    if not os.WCOREDUMP(status) or not matches:
+        raise CoreUnavailable(
+            f"kernel core_pattern {pattern!r} (core_uses_pid {int(uses_pid)}) does not write "
+            f"core files here (no core from pid {pid} after {signal.Signals(expected).name})"
+        )
+    path = max(matches, key=os.path.getmtime)
+    _wait_complete(path)
+    return path
+
+
+def crash_program(
+    interp: Interpreter,
+    tmpdir: str | os.PathLike,
+    expected: int,
+    program: str,
+    *args: str,
+) -> tuple[str, dict]:
+    """Run programs/PROGRAM with `args` in a fresh directory until it dies of signal
+    `expected`: (the kernel's core, the program's ready line {"pid": ..., "tids": [...]})."""
+    _writable_core_pattern()
+    workdir = Path(tmpdir) / f"crash-{interp.id}-{Path(program).stem}-{'-'.join(args[:1])}"
+    if interp.sysroot is None:
+        workdir.mkdir(parents=True, exist_ok=False)
+    else:
+        workdir = interp.workdir(workdir)
+    argv = [interp.path, interp.see(PROGRAMS_DIR / program), *args]
+    proc = _start(interp, argv, cwd=str(workdir), core_limit=True)
+    try:
+        ready = _read_ready_line(proc, argv)
+        path = _kernel_core(proc, ready["pid"], argv, workdir, expected)
+    finally:
+        _kill(proc)
+    return path, ready
 
 
 # --------------------------------------------------------------------------------------------

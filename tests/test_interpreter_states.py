@@ -30,7 +30,8 @@ def test_inside_a_garbage_collection(interpreter: Interpreter, tmp_path, triage_
     (thread,) = report["threads"]
     assert thread["gc_collecting"] is True and thread["holds_gil"] is True
     assert thread["status"] == ["Has the GIL", "Garbage collecting"]
-    assert [f["function"] for f in thread["frames"][-2:]] == ["<module>", "in_collection"]
+    python = [f["function"] for f in thread["frames"] if f["kind"] == "python"]
+    assert python[-2:] == ["<module>", "in_collection"]
     assert SHUTTING_DOWN not in report["warnings"]
 
 
@@ -42,5 +43,6 @@ def test_inside_interpreter_shutdown(interpreter: Interpreter, tmp_path, triage_
     report = triage_json(_core(interpreter, tmp_path, "exit"))
     assert report["warnings"] == [SHUTTING_DOWN]
     (thread,) = report["threads"]
-    assert [f["function"] for f in thread["frames"]] == ["__del__"]
+    # (a sid core is the kernel's, of SIGQUIT: that thread's native frames are there too)
+    assert [f["function"] for f in thread["frames"] if f["kind"] == "python"] == ["__del__"]
     assert thread["gc_collecting"] is False

@@ -170,9 +170,11 @@ def test_native_frames_are_gdbs(interpreter: Interpreter, cores, triage_json, tm
             assert [f["function"] for f in entries if f["inlined"]] == [g[1] for g in gdb if g[4]]
             assert [f["function"] for f in entries if f["inlined"]] == [g[1] for g in gdb if g[4]]
             compared += len(entries)
-        # The Python frames are those of the plain analysis, in the same order.
+        # The Python frames are those of the plain analysis, in the same order; the thread
+        # that took the signal has its native frames there too (always unwound), the same.
         python = [f for f in thread["frames"] if f["kind"] == "python"]
-        assert python == before["frames"]
+        assert python == [f for f in before["frames"] if f["kind"] == "python"]
+        assert before["frames"] == (thread["frames"] if thread["crashed"] else python)
         assert all(f["address"] is None for f in python)
     assert compared >= 20 or interpreter.sysroot is not None
     # The newest frame of the main thread is where it sleeps, in the C library.
@@ -250,6 +252,14 @@ _HEADER = re.compile(r"^Traceback for thread (\d+)")
 _INTERPRETER = re.compile(r"^\s*In (?:the main interpreter|interpreter (\d+))")
 
 
+def _libc(rows: list[tuple]) -> list[tuple]:
+    return [row for row in rows if row[0] == "C" and row[4] == "libc.so.6"]
+
+
+def _without_libc(rows: list[tuple]) -> list[tuple]:
+    return [row for row in rows if not (row[0] == "C" and row[4] == "libc.so.6")]
+
+
 def _shown(text: str, on_host, sysroot: bool = False) -> dict[tuple[int, int], list[tuple]]:
     """Per (thread id, interpreter id), its stack lines: C frames whole, Python frames by
     file and line (the function names differ on purpose: triage shows qualified names).
@@ -319,7 +329,14 @@ def test_native_as_pystack_shows_it(
             continue  # PyStack stops at the first frame with a non-ASCII name (DOMAIN 5)
         if tid in unmerged:
             continue  # PyStack shows no native frames there: nothing to compare with
-        assert rows == theirs[tid, interpreter_id], (name, interpreter_id)
+        pystacks = theirs[tid, interpreter_id]
+        if sid:
+            # PyStack reads no debug file from a sysroot: the sid C library's frames (its
+            # symbols and lines in libc6-dbg there) it names by exported symbols at best, and
+            # has none of their inlined calls. Compared apart: as many or more of ours.
+            assert len(_libc(rows)) >= len(_libc(pystacks)), (name, rows, pystacks)
+            rows, pystacks = _without_libc(rows), _without_libc(pystacks)
+        assert rows == pystacks, (name, interpreter_id)
         compared += sum(1 for row in rows if row[0] == "C")
     if not compared and unmerged:
         pytest.skip(

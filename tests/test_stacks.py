@@ -483,7 +483,7 @@ def test_crash(crash: ScenarioCore, triage_json) -> None:
     assert file.endswith(os.sep + os.path.join("ctypes", "__init__.py"))
     # ctypes calls string_at's C function with the GIL held (a PYFUNCTYPE): the crasher has it.
     assert crasher["holds_gil"] is True
-    assert crasher["status"] == ["Has the GIL"]
+    assert crasher["status"] == ["Crashed", "Has the GIL"]
     for name in ("MainThread", "sleeper"):
         assert threads[crash.tids[name]]["status"] == []
 

@@ -106,6 +106,7 @@ def cmd_core(args: argparse.Namespace) -> int:
     from triage.engine import analyze_core
     from triage.render import NativeView, render_text, render_warnings, use_color
 
+    native = args.native or args.native_all or args.native_last or args.native_unfiltered
     report = analyze_core(
         args.core,
         args.executable,
@@ -114,7 +115,7 @@ def cmd_core(args: argparse.Namespace) -> int:
         python=not args.header_only,
         exhaustive=args.exhaustive,
         locals=args.locals,
-        native=args.native or args.native_all or args.native_last or args.native_unfiltered,
+        native=native,
     )
     if args.format == "json":
         from triage.report import to_json
@@ -132,7 +133,12 @@ def cmd_core(args: argparse.Namespace) -> int:
             color=color,
             verbose=args.verbose,
             source_roots=[roots] if isinstance(roots, str) else roots,
-            native=NativeView(args.native_all, args.native_last, args.native_unfiltered),
+            native=NativeView(
+                shown=native,
+                all_threads=args.native_all,
+                last_only=args.native_last,
+                unfiltered=args.native_unfiltered,
+            ),
         )
     )
     sys.stdout.flush()

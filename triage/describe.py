@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from triage.cpython.frames import MAX_FRAMES, PyFrame
 from triage.cpython.interpreter import PythonState, PyThread
-from triage.report import CoreReport, FrameReport, LocalVariable, ThreadReport
+from triage.report import SELF_INFLICTED, CoreReport, FrameReport, LocalVariable, ThreadReport
 
 if TYPE_CHECKING:
     from triage.native.stacks import NativeEntry, ThreadStacks
 
+STATUS_CRASHED = "Crashed"
 STATUS_TERMINATED = "Thread terminated"
 STATUS_GIL = "Has the GIL"
 STATUS_GC = "Garbage collecting"
@@ -112,3 +113,13 @@ def describe_native(
         if not row.python and row.tid in native.native_only:
             row.frames = [native_report(e) for e in native.native_only[row.tid]]
     report.warnings.extend(native.warnings)
+
+
+def mark_crashed(report: CoreReport) -> None:
+    """The thread that died of its own doing (a fault, abort()) says so first in its status.
+    One that another process's signal killed (`crashed` too) was just where it landed."""
+    if report.signal is None or report.signal.origin not in SELF_INFLICTED:
+        return
+    for row in report.threads:
+        if row.crashed and STATUS_CRASHED not in row.status:
+            row.status.insert(0, STATUS_CRASHED)

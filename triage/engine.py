@@ -21,7 +21,7 @@ from triage.coredump.signals import core_cause
 from triage.coredump.source import identify, open_core
 from triage.coredump.stacks import stack_warnings
 from triage.cpython.interpreter import PyThread, read_python
-from triage.describe import describe_native, describe_python
+from triage.describe import describe_native, describe_python, mark_crashed
 from triage.errors import CoreFileError, TriageError
 from triage.report import (
     CoreFileInfo,
@@ -49,6 +49,7 @@ def analyze_core(
     signature_rules: Rules | None = None,
     locals: bool = False,
     native: bool = False,
+    crashed_native: bool = True,
 ) -> CoreReport:
     """Analyse the core at `path`. Never raises for bad input: the report's `error` says why
     (only MemoryError passes through, when the process runs out of memory).
@@ -57,7 +58,8 @@ def analyze_core(
     `exhaustive` lets the interpreter search scan all of memory when symbols do not help;
     `signature_rules` are the fleet's (default: `Rules()`); `locals` reads every Python
     frame's arguments and local variables too; `native` unwinds every thread's native stack
-    and merges it with the Python frames (the signature stays that of the Python frames).
+    and merges it with the Python frames. The crashed thread's native stack is unwound in
+    any case (its signature and text need it): with `crashed_native=False`, not even that.
     """
     started = time.perf_counter()
     report = CoreReport(core=CoreFileInfo(path=path, size=0), triage_version=__version__)
@@ -96,9 +98,18 @@ def analyze_core(
                     for lib in report.libraries
                     if lib.build_id and lib.build_id_matches
                 }
-                if native:
+                crashed = [t.tid for t in report.threads if t.crashed and crashed_native and python]
+                if native or crashed:
                     stacks = _native_stacks(
-                        report, core, memory, images, files, build_ids, search, exe.mapping_path
+                        report,
+                        core,
+                        memory,
+                        images,
+                        files,
+                        build_ids,
+                        search,
+                        exe.mapping_path,
+                        None if native else crashed,
                     )
                 if python:
                     state = read_python(
@@ -128,17 +139,17 @@ def analyze_core(
             kind="internal_error",
             message=f"internal error ({type(exc).__name__}: {exc}); please report it with the core",
         )
-    try:
-        report.signature = compute_signature(report, signature_rules)
-    except Exception as exc:  # the promise holds for signatures too: never a traceback
-        report.warnings.append(f"no signature: internal error ({type(exc).__name__}: {exc})")
     if stacks:
         from triage.native.stacks import combine
 
         # Each thread's merged stack, native frames of threads without Python (all of them,
-        # when Python could not be read), statuses from native frames: after the signature,
-        # which stays that of the Python frames.
+        # when Python could not be read), statuses from native frames.
         describe_native(report, combine(python_threads, stacks, vectorcall), rows)
+    mark_crashed(report)
+    try:
+        report.signature = compute_signature(report, signature_rules)
+    except Exception as exc:  # the promise holds for signatures too: never a traceback
+        report.warnings.append(f"no signature: internal error ({type(exc).__name__}: {exc})")
     report.analysis_seconds = round(time.perf_counter() - started, 6)
     return report
 
@@ -189,16 +200,26 @@ def _native_stacks(
     build_ids: dict[str, str],
     search: LibrarySearch,
     exe_mapping: str | None,
+    tids: list[int] | None,
 ) -> dict[int, list[NativeFrame]] | None:
-    """Every thread's native frames; a failure is a warning, never the analysis's end (the
-    unwinder and its DWARF reader are imported here: without --native they cost nothing)."""
+    """The native frames of the threads `tids` (None: every thread); a failure is a warning,
+    never the analysis's end (the unwinder and its DWARF reader are imported here: a core
+    that needs no native frame does not pay for them)."""
     from triage.coredump.linkmap import link_map_names
     from triage.native.stacks import native_stacks
 
     try:
         names = link_map_names(memory, images, exe_mapping)
         return native_stacks(
-            core, memory, images, files, build_ids, tuple(search.roots), tuple(search.path), names
+            core,
+            memory,
+            images,
+            files,
+            build_ids,
+            tuple(search.roots),
+            tuple(search.path),
+            names,
+            tids,
         )
     except MemoryError:
         raise

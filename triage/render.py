@@ -19,6 +19,9 @@ RESET = "\x1b[0m"
 class NativeView:
     """Which native frames the text shows (JSON always has them all, each marked)."""
 
+    shown: bool = False
+    """--native (or a variant): every thread's native frames. Without it, only a thread
+    without Python frames (a native thread that crashed) shows its native frames."""
     all_threads: bool = False
     """--native-all: also the threads the interpreter does not know (native frames only)."""
     last_only: bool = False
@@ -98,18 +101,29 @@ def render_threads(
     sources: SourceCache | None = None,
     native: NativeView = DEFAULT_VIEW,
 ) -> list[str]:
-    """Tracebacks of every Python thread, grouped by interpreter when there are several (with
-    --native-all, then the threads without Python that have native frames, in core order)."""
-    threads = [t for t in report.threads if t.python]
-    others = [t for t in report.threads if not t.python and t.frames] if native.all_threads else []
+    """Tracebacks of every Python thread, grouped by interpreter when there are several, the
+    crashed thread first (a native thread that crashed with its native frames, before all;
+    else its interpreter first and it first there); with --native-all, then the threads
+    without Python that have native frames, in core order."""
+    threads = sorted((t for t in report.threads if t.python), key=lambda t: not t.crashed)
+    native_crashed = [t for t in report.threads if not t.python and t.crashed]
+    others = [t for t in report.threads if not t.python and not t.crashed and t.frames]
+    others = others if native.all_threads else []
+    sources = sources or SourceCache()
+    lines: list[str] = []
+    if report.python_version is not None or threads:
+        for thread in native_crashed:
+            lines += render_thread(thread, paint, sources, native)
     if not threads:
         if report.threads and report.error is None and report.python_version is None:
             tids = [f"{t.tid} (crashed)" if t.crashed else str(t.tid) for t in report.threads]
-            return [f"Threads ({len(tids)}): " + ", ".join(tids)]
-        return []
-    lines: list[str] = []
-    interpreters = sorted({t.interpreter_id or 0 for t in threads})
-    sources = sources or SourceCache()
+            lines.append(f"Threads ({len(tids)}): " + ", ".join(tids))
+            for thread in (t for t in native_crashed if t.frames):
+                lines += render_thread(thread, paint, sources, native)
+        return lines
+    # The crashed thread's interpreter first (sorted is stable: `threads` has it first).
+    interpreters = list(dict.fromkeys(t.interpreter_id or 0 for t in threads))
+    interpreters = interpreters[:1] + sorted(interpreters[1:])
     for iid in interpreters:
         if len(interpreters) > 1:
             lines.append("")
@@ -137,9 +151,10 @@ def render_thread(
     head = f"Traceback for thread {tid}{name} [{status}] (most recent call last):"
     lines = [paint(head, BOLD)]
     last_python = max((i for i, f in enumerate(thread.frames) if f.kind == "python"), default=-1)
+    show_native = native.shown or last_python < 0
     for index, frame in enumerate(thread.frames):
         if frame.kind == "native":
-            if frame.hidden and not native.unfiltered:
+            if not show_native or (frame.hidden and not native.unfiltered):
                 continue
             if native.last_only and index < last_python:
                 continue

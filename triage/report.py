@@ -23,6 +23,9 @@ SCHEMA_VERSION = 1
 
 Compression = Literal["none", "gzip", "zstd", "xz", "lz4"]
 Origin = Literal["crash", "sent", "signal", "on_demand"]
+#: The origins at which the thread that took the signal died of its own doing: a fault, or a
+#: signal the process sent itself (abort(), raise()); its native frames say where.
+SELF_INFLICTED: tuple[Origin, ...] = ("crash", "signal")
 
 _CONFIG = {"use_attribute_docstrings": True, "extra": "forbid"}
 

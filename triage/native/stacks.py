@@ -11,7 +11,7 @@ terms (thread states, PyFrames); the report layer describes it (triage/describe.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -34,10 +34,12 @@ def native_stacks(
     debug_roots: tuple[str, ...] = (),
     debug_dirs: tuple[str, ...] = (),
     names: dict[str, str] | None = None,
+    tids: Collection[int] | None = None,
 ) -> dict[int, list[NativeFrame]]:
-    """Each thread's native frames (newest first), by kernel tid; separate debug files are
-    looked for in the sysroots `debug_roots` and the directories `debug_dirs` too; `names`:
-    the link map's name of each recorded path, shown as the frames' library."""
+    """Each thread's native frames (newest first), by kernel tid (only the threads `tids`
+    when given); separate debug files are looked for in the sysroots `debug_roots` and the
+    directories `debug_dirs` too; `names`: the link map's name of each recorded path, shown
+    as the frames' library."""
     modules = Modules(
         [
             Module(
@@ -54,7 +56,11 @@ def native_stacks(
             if image.path in files
         ]
     )
-    stacks = {t.tid: unwind(t.registers, memory, modules) for t in core.threads}
+    stacks = {
+        t.tid: unwind(t.registers, memory, modules)
+        for t in core.threads
+        if tids is None or t.tid in tids
+    }
     add_locations(stacks, modules)
     return stacks
 
