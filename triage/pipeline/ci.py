@@ -224,8 +224,11 @@ def to_json(crashes: list[Crash]) -> str:
     )
 
 
-def print_crashes(crashes: list[Crash], stream: Any = sys.stdout, *, color: bool = False) -> None:
-    from triage.render import render_text
+def print_crashes(
+    crashes: list[Crash], stream: Any = sys.stdout, *, color: bool = False, native: bool = False
+) -> None:
+    """Each crash as `triage core` prints it (`native`: as with --native), and its verdict."""
+    from triage.render import NativeView, render_text
 
     if not crashes:
         stream.write("triage: no core files were left behind\n")
@@ -234,5 +237,5 @@ def print_crashes(crashes: list[Crash], stream: Any = sys.stdout, *, color: bool
         verdict = "known crash" if c.known else "NEW crash"
         test = f" in test {c.report.test}" if c.report.test else ""
         stream.write(f"=== {i}/{len(crashes)}: {verdict}{test}: {c.path}\n")
-        stream.write(render_text(c.report, color=color))
+        stream.write(render_text(c.report, color=color, native=NativeView(shown=native)))
         stream.write(f"Signature {c.key}: {c.summary}\n\n")

@@ -9,6 +9,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from triage.signature import SIGNATURE_VERSION, VERSIONS
+
 if TYPE_CHECKING:
     from triage.pipeline.config import SweepConfig
 
@@ -123,7 +125,7 @@ def cmd_ci(args: argparse.Namespace) -> int:
     crashes = ci.analyse(
         paths, known, lib_search_root=args.lib_search_root, locals=args.locals, native=args.native
     )
-    ci.print_crashes(crashes, color=use_color(sys.stdout, args.no_color))
+    ci.print_crashes(crashes, color=use_color(sys.stdout, args.no_color), native=args.native)
     summary = ci.markdown(crashes, args.fail_on, args.baseline)
     targets = [args.markdown, os.environ.get("GITHUB_STEP_SUMMARY")]
     for target in filter(None, targets):
@@ -148,12 +150,21 @@ def add_regroup_parser(sub: Any) -> None:
     p = sub.add_parser(
         "regroup",
         help="recompute the dataset's signatures with the current rules (no cores needed)",
-        description="Recompute every row's crash signature from the normalised frames stored "
-        "in the dataset, with each fleet's signature rules from --config, and rewrite the "
-        "files in place (each replaced atomically).",
+        description="Recompute every row's crash signature from the report stored in the "
+        "row (its frames and signal), with each fleet's signature rules from --config, as "
+        "the current signature version (or --signature-version), and rewrite the files in "
+        "place (each replaced atomically). Moves a dataset of version-1 signatures to "
+        "version 2.",
     )
     p.add_argument("dataset", metavar="DATASET")
     p.add_argument("--config", metavar="FILE", help="fleets (signature rules), storage_options")
+    p.add_argument(
+        "--signature-version",
+        type=int,
+        choices=VERSIONS,
+        default=SIGNATURE_VERSION,
+        help=f"the signature version to compute (default: {SIGNATURE_VERSION}, the current)",
+    )
     p.set_defaults(func=cmd_regroup)
 
 
@@ -163,7 +174,7 @@ def cmd_regroup(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config) if args.config else SweepConfig()
-        summary = regroup(args.dataset, config)
+        summary = regroup(args.dataset, config, args.signature_version)
     except ConfigError as exc:
         return fail(str(exc))
     except Exception as exc:  # fsspec/pyarrow: one line
@@ -279,7 +290,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from triage.pipeline.sink import ParquetSink
 
     assert config.output is not None
-    info = new_sweep_info(config)
+    info = new_sweep_info(config, signature_version=the_plan.signature_version)
+    if the_plan.signature_version != SIGNATURE_VERSION:
+        log(
+            f"the dataset's signatures are version {the_plan.signature_version}: new rows get "
+            f"that version too, so its groups stay comparable; `triage regroup "
+            f"{config.output.dataset}` moves it to version {SIGNATURE_VERSION}"
+        )
     if not the_plan.todo:
         log(
             f"nothing new to analyse: {len(the_plan.skipped)} cores already in "

@@ -43,8 +43,13 @@ class Fleet(Model):
     signature_frames: int = Field(default=5, ge=1, le=50)
     """How many meaningful frames make a crash signature."""
     signature_skip: list[str] = Field(default_factory=list)
-    """Extra fnmatch patterns of frames to leave out of signatures (module:qualname or
-    native function names)."""
+    """Extra fnmatch patterns of frames to leave out of signatures (`module:qualname` for
+    Python frames, `library!function` for native ones; docs/signatures.md)."""
+    signature_skip_test_runners: bool = True
+    """Leave test runners' frames (pytest, pluggy, unittest) out of signatures."""
+    native_stacks: bool = False
+    """Unwind every thread's native stack, as `triage core --native` (slower); by default
+    only the crashed thread's, which its signature and report need."""
 
     def matches(self, url: str) -> bool:
         return any(fnmatch.fnmatchcase(url, pattern) for pattern in self.match)

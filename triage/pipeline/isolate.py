@@ -13,6 +13,7 @@ fleet's rules), ready to be a dataset row: neither side imports pydantic for it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -22,6 +23,8 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from triage.signature import Rules
 
 
 @dataclass
@@ -71,16 +74,16 @@ class AnalysisProcess:
         path: str,
         time_limit: float,
         *,
-        signature_frames: int = 5,
-        signature_skip: list[str] | None = None,
+        rules: Rules | None = None,
         **options: Any,
     ) -> Outcome:
-        """Analyse the core at `path` (options as `triage.analyze_core` takes them)."""
+        """Analyse the core at `path` with the fleet's signature `rules` (options as
+        `triage.analyze_core` takes them)."""
         started = time.perf_counter()
         self.warm()
         proc = self._proc
         assert proc.stdin is not None and proc.stdout is not None
-        rules = {"frames": signature_frames, "skip": list(signature_skip or ())}
+        rules = dataclasses.asdict(rules or Rules())
         request = json.dumps({"path": path, "options": options, "rules": rules}).encode() + b"\n"
         try:
             proc.stdin.write(request)
@@ -139,7 +142,6 @@ def serve() -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (limit_mb << 20, limit_mb << 20))
     from triage.engine import analyze_core
     from triage.report import to_plain
-    from triage.signature import Rules
 
     for line in sys.stdin.buffer:
         request = json.loads(line)

@@ -19,6 +19,7 @@ from triage.pipeline import forkserver
 from triage.pipeline.config import Fleet, SweepConfig
 from triage.pipeline.sources import CoreObject, list_sources
 from triage.pipeline.task import Row, SweepInfo, lost_record, sweep_task
+from triage.signature import SIGNATURE_VERSION
 
 
 class SweepError(Exception):
@@ -31,6 +32,9 @@ class Plan:
 
     todo: list[tuple[CoreObject, Fleet]]
     skipped: list[tuple[CoreObject, Fleet]]
+    signature_version: int = SIGNATURE_VERSION
+    """The version of the signatures new rows get: the dataset's own when it holds only an
+    older one (its groups stay comparable until `triage regroup`), else the current one."""
 
 
 @dataclass
@@ -53,9 +57,12 @@ class Summary:
         return self.analysed / self.seconds if self.seconds else 0.0
 
 
-def new_sweep_info(config: SweepConfig, now: datetime | None = None) -> SweepInfo:
+def new_sweep_info(
+    config: SweepConfig, now: datetime | None = None, signature_version: int = SIGNATURE_VERSION
+) -> SweepInfo:
     now = now or datetime.now(timezone.utc)
     return SweepInfo(
+        signature_version=signature_version,
         sweep_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
         sweep_date=f"{now:%Y-%m-%d}",
         time_limit=config.execution.time_limit,
@@ -66,7 +73,7 @@ def new_sweep_info(config: SweepConfig, now: datetime | None = None) -> SweepInf
 
 def plan(config: SweepConfig, *, reprocess: bool = False) -> Plan:
     """List the sources and the dataset; SourceError/SinkError-like problems raise SweepError."""
-    from triage.pipeline.sink import existing_ids
+    from triage.pipeline.sink import existing_ids, signature_versions
     from triage.pipeline.sources import SourceError
 
     try:
@@ -74,9 +81,12 @@ def plan(config: SweepConfig, *, reprocess: bool = False) -> Plan:
     except SourceError as exc:
         raise SweepError(str(exc)) from None
     done: set[str] = set()
-    if config.output is not None and not reprocess:
+    versions: set[int] = set()
+    if config.output is not None:
         try:
-            done = existing_ids(config.output.dataset, config.storage_options)
+            if not reprocess:
+                done = existing_ids(config.output.dataset, config.storage_options)
+            versions = signature_versions(config.output.dataset, config.storage_options)
         except Exception as exc:  # pyarrow/fsspec raise many kinds
             raise SweepError(
                 f"cannot read the output dataset {config.output.dataset}: {_one_line(exc)}"
@@ -85,7 +95,8 @@ def plan(config: SweepConfig, *, reprocess: bool = False) -> Plan:
     for obj in objects:
         pair = (obj, config.fleet_for(obj.url))
         (skipped if obj.core_id in done else todo).append(pair)
-    return Plan(todo, skipped)
+    older = versions and max(versions) < SIGNATURE_VERSION
+    return Plan(todo, skipped, max(versions) if older else SIGNATURE_VERSION)
 
 
 @contextlib.contextmanager

@@ -251,6 +251,18 @@ def existing_ids(url: str, storage_options: dict[str, Any] | None = None) -> set
     return set(table.column("core_id").to_pylist())
 
 
+def signature_versions(url: str, storage_options: dict[str, Any] | None = None) -> set[int]:
+    """The signature versions the dataset at `url` holds (reads only that column)."""
+    import pyarrow.dataset as ds
+
+    dataset = open_dataset(url, storage_options)
+    if dataset is None:
+        return set()
+    version = {"version": ds.field("report", "signature", "version")}
+    table = dataset.to_table(columns=version, use_threads=False)
+    return {v for v in table.column("version").to_pylist() if v is not None}
+
+
 def read_records(
     url: str, storage_options: dict[str, Any] | None = None, *, fleet: str | None = None
 ) -> list[SweepRecord]:

@@ -35,6 +35,7 @@ from triage.report import (
     SweepRecord,
     to_plain,
 )
+from triage.signature import SIGNATURE_VERSION, Rules
 
 #: A dataset row: a SweepRecord as plain data (`report.to_plain`).
 Row = dict[str, Any]
@@ -49,6 +50,8 @@ class SweepInfo:
     time_limit: float = 300.0
     memory_limit_mb: int = 1024
     storage_options: dict[str, Any] = field(default_factory=dict)
+    signature_version: int = SIGNATURE_VERSION
+    """The version of the signatures the dataset holds (they stay comparable)."""
 
 
 _lock = threading.Lock()
@@ -160,8 +163,8 @@ def _analyze(obj: CoreObject, fleet: Fleet, info: SweepInfo, scratch: str) -> Ou
             executable=fleet.executable,
             lib_search_root=fleet.lib_search_root or None,
             lib_search_path=fleet.lib_search_path or None,
-            signature_frames=fleet.signature_frames,
-            signature_skip=fleet.signature_skip,
+            rules=Rules.from_fleet(fleet, info.signature_version),
+            native=fleet.native_stacks,
         )
 
 
