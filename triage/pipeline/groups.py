@@ -136,7 +136,7 @@ def compute_groups(
             cores=cores,
             hosts=hosts,
             fleets=list(fleets or []),
-            python_versions=sorted(pythons or [], key=_version_key),
+            python_versions=sorted(pythons or [], key=version_key),
             signals=list(signals or []),
             first_seen=history[sig][0],
             last_seen=history[sig][1],
@@ -150,7 +150,7 @@ def compute_groups(
     return GroupsResult(recent, latest_sweep, groups)
 
 
-def _version_key(version: str) -> tuple[int, ...]:
+def version_key(version: str) -> tuple[int, ...]:
     """3.8.18 before 3.12.1 (numeric order; anything unparsable last)."""
     parts = []
     for piece in version.split("."):
