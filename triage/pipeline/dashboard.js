@@ -324,7 +324,8 @@
 
   const stackPanel = (sig) => {
     const example = sig.example;
-    if (!example) return h("div", { class: "panel", id: "sig-stack" }, h("h2", null, "Stack"),
+    if (!example || !example.threads.length) return h("div", { class: "panel", id: "sig-stack" },
+      h("h2", null, "Stack"),
       h("p", { class: "empty" }, "No stack recorded."));
     return h("div", { class: "panel", id: "sig-stack" },
       h("h2", null, example.tops ? "Stacks" : "Stack"),
