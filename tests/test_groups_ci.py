@@ -434,6 +434,44 @@ def test_groups_missing_dataset(run_triage, tmp_path: Path) -> None:
     assert err.splitlines() == [f"triage: error: dataset {missing} does not exist"]
 
 
+def test_column_paths_are_checked_against_the_schema(
+    dataset: Path, records: dict[str, SweepRecord]
+) -> None:
+    """The read side's column paths: each part a field of the Arrow schema of the report
+    models, refused by name otherwise, and the SQL given reads that column."""
+    from triage.pipeline.query import connect
+    from triage.pipeline.schema import UnknownColumn, column
+
+    assert column("report.signature.id") == '"report"."signature"."id"'
+    assert column("fleet") == '"fleet"'
+    refused = {
+        "report.signature.ids": "report.signature.ids: report.signature has no field 'ids' "
+        "(its fields: text, id, version, reason, frames, all_frames, thread)",
+        "reports.signature.id": "reports.signature.id: the dataset row has no field 'reports' "
+        "(its fields: core_id, sweep_id, sweep_date, fleet, status, collection, report, "
+        "error_message, analysis_seconds, worker)",
+        "report.threads.tid": "report.threads.tid: report.threads is a list, "
+        "not a struct of columns",
+        "collection.extra.boot_id": "collection.extra.boot_id: collection.extra is a map, "
+        "not a struct of columns",
+        "collection.host.name": "collection.host.name: collection.host is a string, "
+        "not a struct of columns",
+    }
+    for path, message in refused.items():
+        with pytest.raises(UnknownColumn) as caught:
+            column(path)
+        assert str(caught.value) == message
+
+    con, rows = connect(str(dataset))
+    found = con.execute(
+        f"SELECT {column('collection.host')}, {column('report.signature.id')} FROM ({rows})"
+    ).fetchall()
+    hosts = {"a1": "h1", "b": "h2", "a2": "h2", "c": "h1"}
+    assert sorted(found) == sorted(
+        (host, records[name].report.signature.id) for name, host in hosts.items()
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # 2. triage regroup
 

@@ -160,17 +160,23 @@ def render_thread(
                 continue
             lines.append(native_line(frame, paint))
             continue
-        func = frame.qualname or frame.function
-        where = f"line {frame.line}" if frame.line is not None else "line ?"
-        lines.append(
-            f'    {paint("(Python)", GREEN)} File "{paint(frame.file, CYAN)}", {where}, in '
-            f"{paint(func, YELLOW)}"
-        )
+        lines.append(python_line(frame, paint))
         source = sources.line(frame.file, frame.line)
         if source:
             lines.append(f"        {source}")
         lines += render_locals(frame, paint)
     return lines
+
+
+def python_line(frame: FrameReport, paint: Painter) -> str:
+    """`(Python) File "F", line N, in QUALNAME`, as PyStack prints it (`line ?` when the line
+    is not known)."""
+    func = frame.qualname or frame.function
+    where = f"line {frame.line}" if frame.line is not None else "line ?"
+    return (
+        f'    {paint("(Python)", GREEN)} File "{paint(frame.file, CYAN)}", {where}, in '
+        f"{paint(func, YELLOW)}"
+    )
 
 
 def native_line(frame: FrameReport, paint: Painter) -> str:

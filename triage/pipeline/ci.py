@@ -81,12 +81,13 @@ def load_baseline(spec: str, storage_options: dict[str, Any] | None = None) -> s
             raise CiError(f"baseline {spec} is not readable JSON: {exc}") from None
         return _ids_from_json(data, spec)
     from triage.pipeline.query import connect
+    from triage.pipeline.schema import column
 
+    signature_id = column("report.signature.id")
     try:
         con, rows = connect(spec, storage_options)
         result = con.execute(
-            f"SELECT DISTINCT report.signature.id FROM ({rows}) "
-            "WHERE report.signature.id IS NOT NULL"
+            f"SELECT DISTINCT {signature_id} FROM ({rows}) WHERE {signature_id} IS NOT NULL"
         ).fetchall()
     except Exception as exc:  # fsspec/duckdb: one line
         raise CiError(

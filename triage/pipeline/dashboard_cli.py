@@ -13,8 +13,10 @@ def add_dashboard_parser(sub: Any) -> None:
         help="write the dataset's crashes as one self-contained HTML page",
         description="Write a static HTML page (no network needed to view it) with the top "
         "signatures and their trend over the last sweeps, the signatures new in the latest "
-        "sweep, cores by fleet, Python version, signal and analysis status, and a "
-        "representative stack per signature.",
+        "sweep, cores by fleet, Python version, signal and analysis status (files that are "
+        "not cores and failed analyses apart), filters by fleet, Python version and sweep "
+        "dates, and a page per signature (FILE.html#sig=ID): its cores with the command that "
+        "reproduces each, hosts, Python versions, timeline and example stack.",
     )
     p.add_argument("dataset", metavar="DATASET", help="dataset path or URL")
     p.add_argument("-o", "--output", metavar="FILE.html", required=True, help="the page to write")

@@ -8,7 +8,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from triage.pipeline.query import connect
+from triage.pipeline.query import FIRST_SWEEP_DATE, FIRST_SWEEP_ID, connect
+from triage.pipeline.schema import column
 
 
 @dataclass
@@ -20,14 +21,14 @@ class Filters:
 
     def sql(self) -> tuple[str, list[Any]]:
         clauses, params = ["signature_id IS NOT NULL"], []
-        for column, op, value in (
+        for name, op, value in (
             ("fleet", "=", self.fleet),
             ("sweep_date", ">=", self.since),
             ("sweep_date", "<=", self.until),
             ("signal", "=", self.signal),
         ):
             if value is not None:
-                clauses.append(f"{column} {op} ?")
+                clauses.append(f"{name} {op} ?")
                 params.append(value)
         return " AND ".join(clauses), params
 
@@ -61,16 +62,19 @@ class GroupsResult:
     groups: list[Group]
 
 
-ROWS = """
-    SELECT core_id, first_sweep_id AS sweep_id, first_sweep_date AS sweep_date, fleet, status,
-           collection.host AS host,
-           collection.source_url AS url,
-           report.python_version AS python_version,
-           report.signal.name AS signal,
-           report.signature.id AS signature_id,
-           report.signature.text AS signature,
-           report.signature.frames AS frames
-    FROM ({latest})
+#: One row per core (its latest analysis, in the sweep that first saw it), named for grouping.
+ROWS = f"""
+    SELECT {column("core_id")} AS core_id,
+           {FIRST_SWEEP_ID} AS sweep_id, {FIRST_SWEEP_DATE} AS sweep_date,
+           {column("fleet")} AS fleet, {column("status")} AS status,
+           {column("collection.host")} AS host,
+           {column("collection.source_url")} AS url,
+           {column("report.python_version")} AS python_version,
+           {column("report.signal.name")} AS signal,
+           {column("report.signature.id")} AS signature_id,
+           {column("report.signature.text")} AS signature,
+           {column("report.signature.frames")} AS frames
+    FROM ({{latest}})
 """
 
 
@@ -132,7 +136,7 @@ def compute_groups(
             cores=cores,
             hosts=hosts,
             fleets=list(fleets or []),
-            python_versions=sorted(pythons or [], key=_version_key),
+            python_versions=sorted(pythons or [], key=version_key),
             signals=list(signals or []),
             first_seen=history[sig][0],
             last_seen=history[sig][1],
@@ -146,7 +150,7 @@ def compute_groups(
     return GroupsResult(recent, latest_sweep, groups)
 
 
-def _version_key(version: str) -> tuple[int, ...]:
+def version_key(version: str) -> tuple[int, ...]:
     """3.8.18 before 3.12.1 (numeric order; anything unparsable last)."""
     parts = []
     for piece in version.split("."):

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from triage.pipeline.schema import column
 from triage.pipeline.sink import filesystem
 
-LATEST_ROWS = """
+CORE_ID, SWEEP_ID, SWEEP_DATE = column("core_id"), column("sweep_id"), column("sweep_date")
+
+#: The columns LATEST_ROWS adds to every row: the sweep that first saw the core.
+FIRST_SWEEP_ID, FIRST_SWEEP_DATE = "first_sweep_id", "first_sweep_date"
+
+LATEST_ROWS = f"""
     SELECT * EXCLUDE (rn) FROM (
         SELECT *,
-               row_number() OVER (PARTITION BY core_id ORDER BY sweep_id DESC) AS rn,
-               min(sweep_id) OVER (PARTITION BY core_id) AS first_sweep_id,
-               min(sweep_date) OVER (PARTITION BY core_id) AS first_sweep_date
-        FROM read_parquet({source}, hive_partitioning = true, hive_types_autocast = false,
+               row_number() OVER (PARTITION BY {CORE_ID} ORDER BY {SWEEP_ID} DESC) AS rn,
+               min({SWEEP_ID}) OVER (PARTITION BY {CORE_ID}) AS {FIRST_SWEEP_ID},
+               min({SWEEP_DATE}) OVER (PARTITION BY {CORE_ID}) AS {FIRST_SWEEP_DATE}
+        FROM read_parquet({{source}}, hive_partitioning = true, hive_types_autocast = false,
                           union_by_name = true)
     ) WHERE rn = 1
 """

@@ -157,6 +157,11 @@ def _local_path(url: str) -> str:
     return url.split("://", 1)[1] if "://" in url else url
 
 
+def local_path_of(url: str) -> str | None:
+    """The path of a local URL (a plain path, file:// or local://); None for a remote one."""
+    return _local_path(url) if _is_local_url(url) else None
+
+
 def _protocol_of(url: str) -> str:
     if "://" in url:
         return url.split("://", 1)[0].lower()
