@@ -150,14 +150,8 @@ def render_thread(
         return [f"The frame stack for thread {tid}{name} is empty"]
     head = f"Traceback for thread {tid}{name} [{status}] (most recent call last):"
     lines = [paint(head, BOLD)]
-    last_python = max((i for i, f in enumerate(thread.frames) if f.kind == "python"), default=-1)
-    show_native = native.shown or last_python < 0
-    for index, frame in enumerate(thread.frames):
+    for frame in shown_frames(thread, native):
         if frame.kind == "native":
-            if not show_native or (frame.hidden and not native.unfiltered):
-                continue
-            if native.last_only and index < last_python:
-                continue
             lines.append(native_line(frame, paint))
             continue
         lines.append(python_line(frame, paint))
@@ -166,6 +160,24 @@ def render_thread(
             lines.append(f"        {source}")
         lines += render_locals(frame, paint)
     return lines
+
+
+def shown_frames(thread: ThreadReport, native: NativeView = DEFAULT_VIEW) -> list[FrameReport]:
+    """The thread's frames the text shows, most recent call last: its Python frames, and its
+    native ones with --native (or when it has no Python frame), by the display rules."""
+    frames = thread.frames
+    last_python = max((i for i, f in enumerate(frames) if f.kind == "python"), default=-1)
+    show_native = native.shown or last_python < 0
+    return [
+        frame
+        for index, frame in enumerate(frames)
+        if frame.kind == "python"
+        or (
+            show_native
+            and (native.unfiltered or not frame.hidden)
+            and not (native.last_only and index < last_python)
+        )
+    ]
 
 
 def python_line(frame: FrameReport, paint: Painter) -> str:

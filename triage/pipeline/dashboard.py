@@ -30,7 +30,7 @@ from triage.pipeline.groups import Group, compute_groups, version_key
 from triage.pipeline.query import FIRST_SWEEP_DATE, FIRST_SWEEP_ID, connect
 from triage.pipeline.reproduce import reproduce_command
 from triage.pipeline.schema import column, from_stored
-from triage.render import Painter, native_line, python_line
+from triage.render import Painter, native_line, python_line, shown_frames
 from triage.report import CoreReport, FrameReport, ThreadReport
 from triage.signature import base_reason, signature_thread
 
@@ -258,7 +258,7 @@ def _thread_entry(thread: ThreadReport, stored: dict[str, Any]) -> dict[str, Any
         "name": thread.name,
         "crashed": thread.crashed,
         "status": list(thread.status),
-        "lines": frame_lines(thread.frames),
+        "lines": frame_lines(shown_frames(thread)),
         "exceptions": [_exception_entry(e) for e in stored.get(EXCEPTIONS) or []],
     }
 
