@@ -2,8 +2,10 @@
 
     python benchmarks/bench_sweep.py [--cores 100] [--runs 5] [--corpus DIR] [--write FILE]
 
-Makes a corpus of gcore cores (every installed CPython in turn, half of them compressed with
-zstd), then, alternating the two sides `--runs` times in the same run:
+Makes a corpus of cores of every installed CPython 3.6+ in turn: half of them kernel cores of
+real crashes (a SIGSEGV in C called through ctypes, an abort()), whose crashed thread the
+sweep unwinds natively for its signature, half gcore snapshots; half of each compressed with
+zstd. Then, alternating the two sides `--runs` times in the same run:
 
 * `triage sweep CORPUS --output DATASET --workers 2` (the embedded cluster), wall clock of
   the whole command;
@@ -35,17 +37,24 @@ from pathlib import Path
 import psutil
 from common import ENV, TRIAGE, compile_triage, corefactory, pystack_command
 
+#: The corpus's cores in turn: a snapshot, a crash in C, a snapshot, an abort().
+KINDS = ("gcore", "segv", "gcore", "abort")
+
 
 def make_corpus(dest: Path, count: int) -> list[Path]:
     interps = [i for i in corefactory.find_interpreters() if i.version[:2] >= (3, 6)]
     cores: list[Path] = []
     for n in range(count):
         interp = interps[n % len(interps)]
-        case = corefactory.make_gcore(interp, dest / f"make{n}", threads=1)
-        target = dest / f"core.{n:04d}.{interp.id}"
+        kind = KINDS[n % len(KINDS)]
+        if kind == "gcore":
+            case = corefactory.make_gcore(interp, dest / f"make{n}", threads=1)
+        else:
+            case = corefactory.make_crash(interp, dest / f"make{n}", kind, threads=1)
+        target = dest / f"core.{n:04d}.{interp.id}.{kind}"
         os.rename(case.path, target)
         shutil.rmtree(dest / f"make{n}", ignore_errors=True)
-        if n % 2:
+        if n % 4 in (1, 2):
             corefactory.compress(target, "zstd", str(target) + ".zst")
             target.unlink()
             target = Path(str(target) + ".zst")
@@ -226,8 +235,10 @@ def main() -> int:
     ratios = [p / r.wall for r, p in zip(sweeps, pystacks, strict=True)]
     peaks = list(sampled.peaks.values())
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs: {len(cores)} gcore "
-        f"cores of CPython 3.6-3.13 (half zstd), {size / 1e6:.0f} MB on disk "
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs: {len(cores)} "
+        f"cores of CPython 3.6-3.13, half kernel cores of crashes (SIGSEGV in C, abort(): the "
+        f"sweep unwinds their crashed thread), half gcore snapshots (half of all zstd), "
+        f"{size / 1e6:.0f} MB on disk "
         f"(corpus ready in {made:.0f} s); {args.runs} runs of each side, alternated.",
         "",
         "| run | wall (median) | runs | cores/s |",
