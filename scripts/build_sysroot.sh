@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A Debian sid sysroot holding the CPythons fleets run now (3.13, 3.14, 3.15 with their -dbg
-# packages, their headers, and the free-threaded builds the archive has), for the test suite
+# packages, their headers, and the free-threaded builds the archive has) and the C library's
+# debug symbols (libc6-dbg: signatures name its functions, strlen or abort), for the test suite
 # and for deriving layout tables from DWARF and headers (scripts/derive_layouts.py). Built once (about 3 minutes) and cached outside the clone:
 #
 #   scripts/build_sysroot.sh [DIR]      default: $TRIAGE_SYSROOT, else ~/.cache/triage/sid-sysroot
@@ -13,10 +14,10 @@ set -euo pipefail
 DIR=${1:-${TRIAGE_SYSROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/triage/sid-sysroot}}
 # Wanted packages; the optional ones are installed when the archive has them.
 REQUIRED="python3.13 python3.13-dbg python3.14 python3.14-dbg python3.15
-  libpython3.13-dev libpython3.14-dev libpython3.15-dev"
+  libpython3.13-dev libpython3.14-dev libpython3.15-dev libc6-dbg"
 OPTIONAL="python3.15-dbg python3.13-nogil python3.14-nogil python3.15-nogil"
 STAMP="$DIR/.triage-sysroot"
-WANT="v2 $(echo $REQUIRED) | $OPTIONAL"
+WANT="v3 $(echo $REQUIRED) | $OPTIONAL"
 
 fail() { echo "build_sysroot: $*" >&2; exit 1; }
 
