@@ -104,7 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_core(args: argparse.Namespace) -> int:
     from triage.engine import analyze_core
-    from triage.render import NativeView, render_text, render_warnings, use_color
+    from triage.render import (
+        NativeView,
+        render_last_exception,
+        render_text,
+        render_warnings,
+        use_color,
+    )
 
     report = analyze_core(
         args.core,
@@ -126,15 +132,17 @@ def cmd_core(args: argparse.Namespace) -> int:
     color = use_color(sys.stdout, args.no_color)
     render_warnings(report, color=use_color(sys.stderr, args.no_color))
     roots = args.lib_search_root or []
+    source_roots = [roots] if isinstance(roots, str) else roots
     sys.stdout.write(
         render_text(
             report,
             color=color,
             verbose=args.verbose,
-            source_roots=[roots] if isinstance(roots, str) else roots,
+            source_roots=source_roots,
             native=NativeView(args.native_all, args.native_last, args.native_unfiltered),
         )
     )
+    sys.stdout.write(render_last_exception(report, color=color, source_roots=source_roots))
     sys.stdout.flush()
     if report.error is not None:
         _error_line(report.error.message)
