@@ -6,6 +6,8 @@ demand with gdb's ``gcore`` or written by the kernel when the process dies of a 
     interps = find_interpreters()
     case = make_gcore(interps[0], tmpdir, threads=2)          # on-demand core of a sleeping program
     case = make_crash(interps[0], tmpdir, "segv", threads=2)  # kernel core of a crash
+    core, ready = crash_program(interps[0], tmpdir, "exceptions.py", "raised", lib)
+                                        # kernel core of a program of programs/ that aborts
     compress(case.path, "zstd")                               # -> case.path + ".zst"
 
 The target program is ``tests/programs/target.py`` (see its header); ``program_lines()`` gives the
@@ -802,6 +804,56 @@ def gcore_at_breakpoint(
         said = (result.stderr or result.stdout).strip()[-500:]
         raise CoreUnavailable(f"gdb did not stop pid {pid} in {function} and dump it: {said}")
     return path, int(stopped.group(1))
+
+
+def crash_program(
+    interp: Interpreter,
+    tmpdir: str | os.PathLike,
+    program: str,
+    *args: str,
+    sig: signal.Signals = signal.SIGABRT,
+) -> tuple[str, dict]:
+    """The kernel's core of programs/PROGRAM run with `args`, which prints its ready line and
+    then dies of `sig` by itself: (the core, the ready line)."""
+    pattern, _uses_pid = _core_pattern()
+    if pattern.startswith("|"):
+        raise CoreUnavailable(
+            f"kernel core_pattern {pattern!r} pipes cores to a program "
+            "and does not write core files here"
+        )
+    workdir = interp.workdir(tmpdir)
+    argv = [interp.path, interp.see(PROGRAMS_DIR / program), *args]
+    proc = _start(interp, argv, cwd=str(workdir), core_limit=True)
+    try:
+        ready = _read_ready_line(proc, argv)
+        path = wait_for_core(proc, ready["pid"], argv, workdir, sig)
+    finally:
+        _kill(proc)
+    return path, ready
+
+
+def wait_for_core(
+    proc: subprocess.Popen, pid: int, argv: list[str], workdir: Path, sig: signal.Signals
+) -> str:
+    """Wait for the process to die of `sig` and return the core the kernel wrote for it in
+    `workdir`; CoreUnavailable when it wrote none."""
+    _, status = os.waitpid(proc.pid, 0)
+    # Reaped here: tell Popen, so that _kill() neither signals nor waits for it again.
+    proc.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    if not os.WIFSIGNALED(status) or os.WTERMSIG(status) != sig:
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        raise RuntimeError(f"{argv!r} ended with status {status:#x}, not {sig.name}\n{err}")
+    pattern, uses_pid = _core_pattern()
+    matches = glob.glob(_core_glob(pattern, uses_pid, str(workdir), pid, sig, argv[0]))
+    if not os.WCOREDUMP(status) or not matches:
+        raise CoreUnavailable(
+            f"kernel core_pattern {pattern!r} (core_uses_pid {int(uses_pid)}) does not write "
+            f"core files here (no core from pid {pid} after {sig.name}; RLIMIT_CORE hard limit "
+            f"{resource.getrlimit(resource.RLIMIT_CORE)[1]})"
+        )
+    path = max(matches, key=os.path.getmtime)
+    _wait_complete(path)
+    return path
 
 
 def make_deep_stacks_core(
