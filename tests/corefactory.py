@@ -815,12 +815,7 @@ def crash_program(
 ) -> tuple[str, dict]:
     """The kernel's core of programs/PROGRAM run with `args`, which prints its ready line and
     then dies of `sig` by itself: (the core, the ready line)."""
-    pattern, _uses_pid = _core_pattern()
-    if pattern.startswith("|"):
-        raise CoreUnavailable(
-            f"kernel core_pattern {pattern!r} pipes cores to a program "
-            "and does not write core files here"
-        )
+    kernel_writes_cores()
     workdir = interp.workdir(tmpdir)
     argv = [interp.path, interp.see(PROGRAMS_DIR / program), *args]
     proc = _start(interp, argv, cwd=str(workdir), core_limit=True)
@@ -864,6 +859,17 @@ def make_deep_stacks_core(
     if interp.version < (3, 11):
         raise CoreUnavailable(f"deep Python stacks need 3.11+, not {interp.id}")
     return gcore_program(interp, tmpdir, "deep_stacks.py", str(threads), str(depth))
+
+
+def kernel_writes_cores() -> None:
+    """CoreUnavailable unless the kernel writes core files (its core_pattern pipes them to a
+    collector on some machines)."""
+    pattern, _uses_pid = _core_pattern()
+    if pattern.startswith("|"):
+        raise CoreUnavailable(
+            f"kernel core_pattern {pattern!r} pipes cores to a program "
+            "and does not write core files here"
+        )
 
 
 def _core_pattern() -> tuple[str, bool]:
@@ -926,12 +932,7 @@ def make_crash(
     """Run the target program in a fresh directory and let the kernel dump it when it dies."""
     if kind not in CRASH_KINDS:
         raise ValueError("unknown crash kind {!r} (known: {})".format(kind, ", ".join(CRASH_KINDS)))
-    pattern, uses_pid = _core_pattern()
-    if pattern.startswith("|"):
-        raise CoreUnavailable(
-            f"kernel core_pattern {pattern!r} pipes cores to a program "
-            "and does not write core files here"
-        )
+    kernel_writes_cores()
     action, send = CRASH_KINDS[kind]
     expected_signal, code, origin = _EXPECTED[kind]
     address = SEGV_ADDRESS if kind == "segv" else None
@@ -948,24 +949,9 @@ def make_crash(
         if send is not None:
             wait_until_sleeping(pid, ready["tids"])
             os.kill(pid, send)
-        _, status = os.waitpid(proc.pid, 0)
-        proc.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        path = wait_for_core(proc, pid, argv, workdir, signal.Signals(expected_signal))
     finally:
         _kill(proc)
-    if not os.WIFSIGNALED(status) or os.WTERMSIG(status) != expected_signal:
-        raise RuntimeError(
-            f"target program {argv!r} ended with status {status:#x}, "
-            f"expected death by {signal.Signals(expected_signal).name}"
-        )
-    matches = glob.glob(_core_glob(pattern, uses_pid, str(workdir), pid, expected_signal, argv[0]))
-    if not os.WCOREDUMP(status) or not matches:
-        raise CoreUnavailable(
-            f"kernel core_pattern {pattern!r} (core_uses_pid {int(uses_pid)}) does not write "
-            f"core files here (no core from pid {pid} after "
-            f"{signal.Signals(expected_signal).name})"
-        )
-    path = max(matches, key=os.path.getmtime)
-    _wait_complete(path)
     sender = os.getpid() if send is not None else (pid if kind == "abort" else None)
     return CoreCase(
         path=path,
