@@ -32,7 +32,6 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from triage.cpython.containers import Py_TPFLAGS_HEAPTYPE, dict_get_strs
@@ -137,9 +136,9 @@ class FrameObjectLink(Offsets, when=lambda m: m.frames != "frame_objects"):
     f_frame = Field("PyFrameObject", "f_frame")
 
 
-@dataclass(frozen=True, slots=True)
-class PyException:
-    """One exception as the report shows it."""
+class PyException(NamedTuple):
+    """One exception as the report shows it (a NamedTuple: a dataclass costs every start
+    of the command most of a millisecond)."""
 
     state: str
     """"raised", "handling", "context", "cause" or "last" (see report.ExceptionReport)."""
