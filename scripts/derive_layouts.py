@@ -112,6 +112,10 @@ STRUCTS: tuple[StructSpec, ...] = (
     StructSpec("PyFunctionObject", ("PyFunctionObject",)),
     StructSpec("PyCellObject", ("PyCellObject",)),
     StructSpec("PyModuleObject", ("PyModuleObject",)),
+    # Exceptions: thread states' stacks of handled ones, exception objects, tracebacks.
+    StructSpec("_PyErr_StackItem", ("_PyErr_StackItem", "_err_stackitem"), since=(3, 7)),
+    StructSpec("PyBaseExceptionObject", ("PyBaseExceptionObject",)),
+    StructSpec("PyTracebackObject", ("PyTracebackObject", "_traceback")),
     # Objects.
     StructSpec("PyObject", ("PyObject", "_object")),
     StructSpec("PyVarObject", ("PyVarObject",)),
@@ -136,6 +140,7 @@ STRUCTS: tuple[StructSpec, ...] = (
     StructSpec("PyDictValues", ("PyDictValues", "_dictvalues"), since=(3, 11)),
     StructSpec("PyDictOrValues", ("PyDictOrValues",), since=(3, 12), until=(3, 12)),
     StructSpec("PyInstanceObject", ("PyInstanceObject",), until=(2, 7)),
+    StructSpec("PyClassObject", ("PyClassObject",), until=(2, 7)),
 )
 
 # Embedded structs that are never expanded inside another struct: they have their own entry.

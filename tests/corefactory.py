@@ -6,6 +6,8 @@ demand with gdb's ``gcore`` or written by the kernel when the process dies of a 
     interps = find_interpreters()
     case = make_gcore(interps[0], tmpdir, threads=2)          # on-demand core of a sleeping program
     case = make_crash(interps[0], tmpdir, "segv", threads=2)  # kernel core of a crash
+    core, ready = crash_program(interps[0], tmpdir, "exceptions.py", "raised", lib)
+                                        # kernel core of a program of programs/ that aborts
     compress(case.path, "zstd")                               # -> case.path + ".zst"
 
 The target program is ``tests/programs/target.py`` (see its header); ``program_lines()`` gives the
@@ -810,6 +812,51 @@ def gcore_at_breakpoint(
     return path, int(stopped.group(1))
 
 
+def crash_program(
+    interp: Interpreter,
+    tmpdir: str | os.PathLike,
+    program: str,
+    *args: str,
+    sig: signal.Signals = signal.SIGABRT,
+) -> tuple[str, dict]:
+    """The kernel's core of programs/PROGRAM run with `args`, which prints its ready line and
+    then dies of `sig` by itself: (the core, the ready line)."""
+    kernel_writes_cores()
+    workdir = interp.workdir(tmpdir)
+    argv = [interp.path, interp.see(PROGRAMS_DIR / program), *args]
+    proc = _start(interp, argv, cwd=str(workdir), core_limit=True)
+    try:
+        ready = _read_ready_line(proc, argv)
+        path = wait_for_core(proc, ready["pid"], argv, workdir, sig)
+    finally:
+        _kill(proc)
+    return path, ready
+
+
+def wait_for_core(
+    proc: subprocess.Popen, pid: int, argv: list[str], workdir: Path, sig: signal.Signals
+) -> str:
+    """Wait for the process to die of `sig` and return the core the kernel wrote for it in
+    `workdir`; CoreUnavailable when it wrote none."""
+    _, status = os.waitpid(proc.pid, 0)
+    # Reaped here: tell Popen, so that _kill() neither signals nor waits for it again.
+    proc.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    if not os.WIFSIGNALED(status) or os.WTERMSIG(status) != sig:
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        raise RuntimeError(f"{argv!r} ended with status {status:#x}, not {sig.name}\n{err}")
+    pattern, uses_pid = _core_pattern()
+    matches = glob.glob(_core_glob(pattern, uses_pid, str(workdir), pid, sig, argv[0]))
+    if not os.WCOREDUMP(status) or not matches:
+        raise CoreUnavailable(
+            f"kernel core_pattern {pattern!r} (core_uses_pid {int(uses_pid)}) does not write "
+            f"core files here (no core from pid {pid} after {sig.name}; RLIMIT_CORE hard limit "
+            f"{resource.getrlimit(resource.RLIMIT_CORE)[1]})"
+        )
+    path = max(matches, key=os.path.getmtime)
+    _wait_complete(path)
+    return path
+
+
 def make_deep_stacks_core(
     interp: Interpreter, tmpdir: str | os.PathLike, threads: int, depth: int
 ) -> Path:
@@ -818,6 +865,17 @@ def make_deep_stacks_core(
     if interp.version < (3, 11):
         raise CoreUnavailable(f"deep Python stacks need 3.11+, not {interp.id}")
     return gcore_program(interp, tmpdir, "deep_stacks.py", str(threads), str(depth))
+
+
+def kernel_writes_cores() -> None:
+    """CoreUnavailable unless the kernel writes core files (its core_pattern pipes them to a
+    collector on some machines)."""
+    pattern, _uses_pid = _core_pattern()
+    if pattern.startswith("|"):
+        raise CoreUnavailable(
+            f"kernel core_pattern {pattern!r} pipes cores to a program "
+            "and does not write core files here"
+        )
 
 
 def _core_pattern() -> tuple[str, bool]:
@@ -880,7 +938,7 @@ def make_crash(
     """Run the target program in a fresh directory and let the kernel dump it when it dies."""
     if kind not in CRASH_KINDS:
         raise ValueError("unknown crash kind {!r} (known: {})".format(kind, ", ".join(CRASH_KINDS)))
-    _writable_core_pattern()
+    kernel_writes_cores()
     action, send = CRASH_KINDS[kind]
     expected_signal, code, origin = _EXPECTED[kind]
     address = SEGV_ADDRESS if kind == "segv" else None
@@ -897,7 +955,7 @@ def make_crash(
         if send is not None:
             wait_until_sleeping(pid, ready["tids"])
             os.kill(pid, send)
-        path = _kernel_core(proc, pid, argv, workdir, expected_signal)
+        path = wait_for_core(proc, pid, argv, workdir, signal.Signals(expected_signal))
     finally:
         _kill(proc)
     sender = os.getpid() if send is not None else (pid if kind == "abort" else None)
@@ -920,67 +978,6 @@ def make_crash(
         argv=argv,
         threads=threads,
     )
-
-
-def _writable_core_pattern() -> None:
-    """CoreUnavailable unless the kernel writes core files to the crashing process's
-    directory (a core_pattern without a pipe)."""
-    pattern, _uses_pid = _core_pattern()
-    if pattern.startswith("|"):
-        raise CoreUnavailable(
-            f"kernel core_pattern {pattern!r} pipes cores to a program "
-            "and does not write core files here"
-        )
-
-
-def _kernel_core(
-    proc: subprocess.Popen, pid: int, argv: Sequence[str], workdir: Path, expected: int
-) -> str:
-    """Wait for the program to die of signal `expected`; the core the kernel wrote of it in
-    `workdir` (RuntimeError for another death, CoreUnavailable for no core)."""
-    _, status = os.waitpid(proc.pid, 0)
-    proc.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    if not os.WIFSIGNALED(status) or os.WTERMSIG(status) != expected:
-        said = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
-        raise RuntimeError(
-            f"target program {argv!r} ended with status {status:#x}, "
-            f"expected death by {signal.Signals(expected).name}: {said}"
-        )
-    pattern, uses_pid = _core_pattern()
-    matches = glob.glob(_core_glob(pattern, uses_pid, str(workdir), pid, expected, argv[0]))
-    if not os.WCOREDUMP(status) or not matches:
-        raise CoreUnavailable(
-            f"kernel core_pattern {pattern!r} (core_uses_pid {int(uses_pid)}) does not write "
-            f"core files here (no core from pid {pid} after {signal.Signals(expected).name})"
-        )
-    path = max(matches, key=os.path.getmtime)
-    _wait_complete(path)
-    return path
-
-
-def crash_program(
-    interp: Interpreter,
-    tmpdir: str | os.PathLike,
-    expected: int,
-    program: str,
-    *args: str,
-) -> tuple[str, dict]:
-    """Run programs/PROGRAM with `args` in a fresh directory until it dies of signal
-    `expected`: (the kernel's core, the program's ready line {"pid": ..., "tids": [...]})."""
-    _writable_core_pattern()
-    workdir = Path(tmpdir) / f"crash-{interp.id}-{Path(program).stem}-{'-'.join(args[:1])}"
-    if interp.sysroot is None:
-        workdir.mkdir(parents=True, exist_ok=False)
-    else:
-        workdir = interp.workdir(workdir)
-    argv = [interp.path, interp.see(PROGRAMS_DIR / program), *args]
-    proc = _start(interp, argv, cwd=str(workdir), core_limit=True)
-    try:
-        ready = _read_ready_line(proc, argv)
-        path = _kernel_core(proc, ready["pid"], argv, workdir, expected)
-    finally:
-        _kill(proc)
-    return path, ready
 
 
 # --------------------------------------------------------------------------------------------

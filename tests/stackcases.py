@@ -19,10 +19,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
-import glob
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -205,12 +203,7 @@ def make_scenario_core(interp: Interpreter, tmpdir: str | os.PathLike, mode: str
         raise CoreUnavailable("subinterpreters need 3.12+")
     crash = mode == "crash"
     if crash:
-        pattern, _uses_pid = corefactory._core_pattern()
-        if pattern.startswith("|"):
-            raise CoreUnavailable(
-                f"kernel core_pattern {pattern!r} pipes cores to a program "
-                "and does not write core files here"
-            )
+        corefactory.kernel_writes_cores()
     elif interp.sysroot is None and shutil.which("gcore") is None:
         raise CoreUnavailable("gcore (from gdb) is not installed")
     workdir = Path(tmpdir) / f"{mode}-{interp.id}"
@@ -234,7 +227,7 @@ def make_scenario_core(interp: Interpreter, tmpdir: str | os.PathLike, mode: str
             proc.stdin.flush()
         kind = "crash"
         if crash:
-            path = _wait_for_crash(proc, pid, argv, workdir)
+            path = corefactory.wait_for_core(proc, pid, argv, workdir, signal.SIGSEGV)
         else:
             if go is not None:
                 wait_busy(pid, tids[go])
@@ -253,27 +246,6 @@ def make_scenario_core(interp: Interpreter, tmpdir: str | os.PathLike, mode: str
         unicode_path=str(unicode_path),
         argv=argv,
     )
-
-
-def _wait_for_crash(proc: subprocess.Popen, pid: int, argv: list[str], workdir: Path) -> str:
-    _, status = os.waitpid(proc.pid, 0)
-    # Reaped here: tell Popen, so that _kill() neither signals nor waits for it again.
-    proc.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    if not os.WIFSIGNALED(status) or os.WTERMSIG(status) != signal.SIGSEGV:
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        raise RuntimeError(f"{argv!r} ended with status {status:#x}, not SIGSEGV\n{err}")
-    pattern, uses_pid = corefactory._core_pattern()
-    where = corefactory._core_glob(pattern, uses_pid, str(workdir), pid, signal.SIGSEGV, argv[0])
-    matches = glob.glob(where)
-    if not os.WCOREDUMP(status) or not matches:
-        raise CoreUnavailable(
-            f"kernel core_pattern {pattern!r} (core_uses_pid {int(uses_pid)}) does not write "
-            f"core files here (no core from pid {pid} after SIGSEGV; RLIMIT_CORE hard limit "
-            f"{resource.getrlimit(resource.RLIMIT_CORE)[1]})"
-        )
-    path = max(matches, key=os.path.getmtime)
-    corefactory._wait_complete(path)
-    return path
 
 
 def make_non_python_core(tmpdir: str | os.PathLike) -> str:

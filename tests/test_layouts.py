@@ -156,6 +156,10 @@ def test_model_choices(version: tuple[int, int]) -> None:
         "interpreter" if version >= (3, 12) else "runtime" if version >= (3, 7) else "symbol"
     )
     assert not model.free_threaded
+    assert model.raised == ("object" if version >= (3, 12) else "triple")
+    assert model.handled == (
+        "items" if version >= (3, 11) else "item_triples" if version >= (3, 7) else "thread_state"
+    )
 
 
 def test_stack_references_decode_as_the_headers_define() -> None:

@@ -87,7 +87,7 @@ def reports():
 class NativeCores:
     """Kernel cores of programs/native_crash.py MODE, made once per interpreter and mode."""
 
-    SIGNALS: ClassVar[dict[str, int]] = {
+    SIGNALS: ClassVar[dict[str, signal.Signals]] = {
         "thread-abort": signal.SIGABRT,
         "thread-strlen": signal.SIGSEGV,
         "path-a": signal.SIGSEGV,
@@ -110,11 +110,11 @@ class NativeCores:
                     self.dirs[interp.id] = native_builds.crash_dir(interp, self.tmp)
                 self.made[key] = corefactory.crash_program(
                     interp,
-                    self.tmp / mode,
-                    self.SIGNALS[mode],
+                    self.tmp / interp.id / mode,
                     "native_crash.py",
                     mode,
                     self.dirs[interp.id],
+                    sig=self.SIGNALS[mode],
                 )
             except CoreUnavailable as exc:
                 pytest.skip(str(exc))

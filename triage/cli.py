@@ -127,12 +127,13 @@ def cmd_core(args: argparse.Namespace) -> int:
     color = use_color(sys.stdout, args.no_color)
     render_warnings(report, color=use_color(sys.stderr, args.no_color))
     roots = args.lib_search_root or []
+    source_roots = [roots] if isinstance(roots, str) else roots
     sys.stdout.write(
         render_text(
             report,
             color=color,
             verbose=args.verbose,
-            source_roots=[roots] if isinstance(roots, str) else roots,
+            source_roots=source_roots,
             native=NativeView(
                 shown=native,
                 all_threads=args.native_all,

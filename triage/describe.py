@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from triage.cpython.exceptions import PyException
 from triage.cpython.frames import MAX_FRAMES, PyFrame
 from triage.cpython.interpreter import PythonState, PyThread
-from triage.report import SELF_INFLICTED, CoreReport, FrameReport, LocalVariable, ThreadReport
+from triage.report import (
+    SELF_INFLICTED,
+    CoreReport,
+    ExceptionReport,
+    FrameReport,
+    LocalVariable,
+    ThreadReport,
+)
 
 if TYPE_CHECKING:
     from triage.native.stacks import NativeEntry, ThreadStacks
@@ -31,6 +39,16 @@ def frame_report(frame: PyFrame) -> FrameReport:
         locals=None
         if frame.variables is None
         else [LocalVariable(v.name, v.kind, v.value) for v in frame.variables],  # type: ignore[arg-type]
+    )
+
+
+def exception_report(exc: PyException) -> ExceptionReport:
+    return ExceptionReport(
+        type=exc.type_name,
+        state=exc.state,  # type: ignore[arg-type]
+        message=exc.message,
+        frames=[frame_report(f) for f in exc.frames],
+        address=exc.address,
     )
 
 
@@ -69,6 +87,8 @@ def describe_python(report: CoreReport, state: PythonState) -> dict[int, ThreadR
     report.python_version = str(state.version)
     report.python_binary = state.binary
     report.warnings.extend(state.warnings)
+    if state.last_exception is not None:
+        report.last_exception = exception_report(state.last_exception)
     by_tid = {t.tid: t for t in report.threads}
     rows: dict[int, ThreadReport] = {}
     for thread in state.threads:
@@ -86,6 +106,7 @@ def describe_python(report: CoreReport, state: PythonState) -> dict[int, ThreadR
         row.gc_collecting = thread.gc_collecting
         row.status = statuses(thread)
         row.frames = [frame_report(f) for f in reversed(thread.frames)]
+        row.exceptions = [exception_report(e) for e in thread.exceptions]
         rows[id(thread)] = row
         if len(thread.frames) >= MAX_FRAMES:
             report.warnings.append(

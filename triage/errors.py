@@ -39,3 +39,9 @@ class AddressError(TriageError, LookupError):
         super().__init__(f"address 0x{address:x} (+{size}) is not readable in the core{detail}")
         self.address = address
         self.size = size
+
+
+#: What reading a damaged or unexpected core can make the readers raise: unreadable memory
+#: and objects of the wrong kind (TriageError), missing layout fields (KeyError), bad numbers
+#: (ValueError). Readers that give partial results instead of failing catch these.
+READ_ERRORS = (TriageError, LookupError, ValueError, OverflowError)

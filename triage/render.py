@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from triage.report import CoreReport, FrameReport, ThreadReport
+from triage.report import CoreReport, ExceptionReport, FrameReport, ThreadReport
 
 BOLD, RED, GREEN, YELLOW, CYAN = "\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m"
 BLUE = "\x1b[34m"
@@ -91,7 +91,10 @@ def render_text(
         lines.append(
             paint(report.signal.description, BOLD, RED) if crashed else report.signal.description
         )
-    lines += render_threads(report, paint, SourceCache(source_roots), native)
+    sources = SourceCache(source_roots)
+    lines += render_threads(report, paint, sources, native)
+    if report.last_exception is not None:  # sys.last_exc, after the threads
+        lines += ["", *render_exceptions([report.last_exception], paint, sources, indent=0)]
     return "\n".join(lines) + "\n"
 
 
@@ -147,7 +150,8 @@ def render_thread(
     name = f" ({thread.name})" if thread.name else ""
     status = ", ".join(thread.status)
     if not thread.frames:
-        return [f"The frame stack for thread {tid}{name} is empty"]
+        empty = f"The frame stack for thread {tid}{name} is empty"
+        return [empty, *render_exceptions(thread.exceptions, paint, sources)]
     head = f"Traceback for thread {tid}{name} [{status}] (most recent call last):"
     lines = [paint(head, BOLD)]
     for frame in shown_frames(thread, native):
@@ -159,6 +163,7 @@ def render_thread(
         if source:
             lines.append(f"        {source}")
         lines += render_locals(frame, paint)
+    lines += render_exceptions(thread.exceptions, paint, sources)
     return lines
 
 
@@ -259,3 +264,35 @@ def render_warnings(
             + f"{len(report.missing_libraries)} mapped file(s) not found; if the core comes from "
             "another machine, pass --lib-search-path or --lib-search-root\n"
         )
+
+
+#: How the text introduces an exception of each state (report.ExceptionReport.state).
+EXCEPTION_LABELS = {
+    "raised": "Raised",
+    "handling": "Handling",
+    "context": "While handling",
+    "cause": "Caused by",
+    "last": "Last uncaught exception:",
+}
+
+
+def render_exceptions(
+    exceptions: Sequence[ExceptionReport], paint: Painter, sources: SourceCache, indent: int = 4
+) -> list[str]:
+    """A thread's exceptions after its traceback, each as `Handling TYPE: MESSAGE` and its
+    traceback's frames, indented as Python prints them."""
+    lines = []
+    margin = " " * indent
+    for exc in exceptions:
+        described = f"{exc.type}: {exc.message}" if exc.message else exc.type
+        lines.append(f"{margin}{paint(EXCEPTION_LABELS[exc.state], BOLD)} {paint(described, RED)}")
+        for frame in exc.frames:
+            func = frame.qualname or frame.function
+            where = f"line {frame.line}" if frame.line is not None else "line ?"
+            lines.append(
+                f'{margin}  File "{paint(frame.file, CYAN)}", {where}, in {paint(func, YELLOW)}'
+            )
+            source = sources.line(frame.file, frame.line)
+            if source:
+                lines.append(f"{margin}    {source}")
+    return lines

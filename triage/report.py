@@ -140,6 +140,32 @@ class FrameReport:
 
 
 @model
+class ExceptionReport:
+    """An exception a thread was raising or handling, or the process's last uncaught one."""
+
+    type: str
+    """Its class as Python's traceback names it: `ValueError`, `_ctypes.ArgumentError`, and
+    `module.Qual.Name` for classes defined in Python (`__main__.AppError`; builtins left
+    out)."""
+    state: Literal["raised", "handling", "context", "cause", "last"]
+    """raised: set and not yet caught (propagating through C, or in C code that has not
+    returned yet); handling: being handled (in an except block, or a finally or with exit run
+    by it); context: the exception the one before it in the list was raised while handling
+    (its `__context__`; in nested except blocks, the outer one); cause: the one before's
+    `__cause__` (`raise ... from`); last: the last uncaught exception the interpreter
+    printed (`sys.last_exc`, `sys.last_value`)."""
+    message: str | None = None
+    """What `str(exc)` gives for the common cases: empty for no arguments, the argument's
+    text for one str (its repr for KeyError; at most 1000 characters), other values and
+    several arguments as --locals shows them (the arguments' tuple); None when unknown."""
+    frames: list[FrameReport] = field(default_factory=list)
+    """Its traceback (`__traceback__`): where it was raised, most recent call LAST."""
+    address: Annotated[int, "arrow:uint64"] | None = None
+    """The exception object; None for an exception set from C and not normalised yet (only
+    its class and argument exist, <= 3.11)."""
+
+
+@model
 class ThreadReport:
     """One thread of the dead process, with its Python stack."""
 
@@ -159,6 +185,10 @@ class ThreadReport:
     """What the thread was doing, as printed: Thread terminated, Has the GIL, ..."""
     frames: list[FrameReport] = field(default_factory=list)
     """Frames, most recent call LAST, as printed."""
+    exceptions: list[ExceptionReport] = field(default_factory=list)
+    """The exceptions of the thread: the raised one first, then those it handles, innermost
+    first (one for the thread, one for each running generator or coroutine), each followed
+    by its cause or context; each exception once, at most 8."""
 
 
 @model
@@ -230,6 +260,10 @@ class CoreReport:
     process: ProcessInfo | None = None
     signal: SignalInfo | None = None
     threads: list[ThreadReport] = field(default_factory=list)
+    last_exception: ExceptionReport | None = None
+    """The last uncaught exception the main interpreter printed (`sys.last_exc`,
+    `sys.last_value`): an interactive session's, or the main script's when the process died
+    after it (in an atexit function, a finaliser)."""
     libraries: list[LibraryReport] = field(default_factory=list)
     library_search_path: list[str] = field(default_factory=list)
     """Directories searched by file name, in order (from --lib-search-path/-root)."""

@@ -15,6 +15,8 @@ int that is not an int, a dict that is not a dict) raises ``UnexpectedObject``, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from triage.cpython.fields import Constant, Field, Offsets, Size
 from triage.cpython.objects import ObjectReader
 from triage.errors import AddressError
@@ -22,6 +24,7 @@ from triage.errors import AddressError
 __all__ = [
     "UnexpectedObject",
     "dict_get_str",
+    "dict_get_strs",
     "dict_items",
     "instance_attribute",
     "instance_dict_items",
@@ -261,35 +264,56 @@ def _split_items(
     return [(key, value) for (key, _), value in zip(entries, values, strict=True) if key and value]
 
 
-def _key_text(objects: ObjectReader, key: int, flags: int) -> str | None:
-    if flags & Py_TPFLAGS_UNICODE_SUBCLASS or (objects.py2 and flags & Py_TPFLAGS_STRING_SUBCLASS):
-        return objects.text(key)
-    return None
+def _is_text(objects: ObjectReader, flags: int) -> bool:
+    """A str (3.x), or a str or unicode (2.7), by its type's flags."""
+    return bool(
+        flags & Py_TPFLAGS_UNICODE_SUBCLASS or (objects.py2 and flags & Py_TPFLAGS_STRING_SUBCLASS)
+    )
 
 
-def _find_str(objects: ObjectReader, items: list[tuple[int, int]], key: str) -> int | None:
-    """The value under the str `key`; only keys of the right length are read in full (a
-    sys.modules of hundreds of names is searched by their headers)."""
+def _find_strs(
+    objects: ObjectReader, items: list[tuple[int, int]], keys: Sequence[str]
+) -> dict[str, int]:
+    """The values under the str `keys` (those found). Each key is read with one read of its
+    header, which holds short ASCII text too (a sys.modules of hundreds of names is searched
+    at a read a name); others are read in full only when of a wanted length."""
     flag_cache: dict[int, int] = {}
-    lengths = {len(key), len(key.encode())}  # characters; bytes for a 2.7 str key
+    # characters; bytes for a 2.7 str key
+    lengths = {n for key in keys for n in (len(key), len(key.encode()))}
+    longest = max(lengths)
+    found: dict[str, int] = {}
     for k, v in items:
         try:
-            tp = objects.type_of(k)
+            tp, length, text = objects.str_head(k, longest)
             flags = flag_cache.get(tp)
             if flags is None:
                 flags = flag_cache[tp] = _flags(objects, tp)
-            if objects.text_length(k) not in lengths:
+            if length not in lengths or not _is_text(objects, flags):
                 continue
-            if _key_text(objects, k, flags) == key:
-                return v
+            if text is None:
+                text = objects.text(k)
+            if text in keys and text not in found:
+                found[text] = v
+                if len(found) == len(keys):
+                    break
         except AddressError:
             continue  # one unreadable key does not hide the others
-    return None
+    return found
+
+
+def _find_str(objects: ObjectReader, items: list[tuple[int, int]], key: str) -> int | None:
+    return _find_strs(objects, items, (key,)).get(key)
 
 
 def dict_get_str(objects: ObjectReader, d: int, key: str) -> int | None:
     """The value stored under the str ``key`` (a str or unicode key on 2.7), or None."""
     return _find_str(objects, dict_items(objects, d), key)
+
+
+def dict_get_strs(objects: ObjectReader, d: int, keys: Sequence[str]) -> dict[str, int]:
+    """The values stored under several str keys, in one pass over the dict: key -> value, for
+    the keys it holds."""
+    return _find_strs(objects, dict_items(objects, d), keys)
 
 
 # --------------------------------------------------------------------------------------------

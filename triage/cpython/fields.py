@@ -202,6 +202,7 @@ READER_MODULES = (
     "triage.cpython.variables",
     "triage.cpython.qualnames",
     "triage.cpython.thread_names",
+    "triage.cpython.exceptions",
     "triage.cpython.interpreter",
 )
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from triage.coredump.images import LoadedImage
 from triage.coredump.memory import CoreMemory
 from triage.cpython.code import CodeReader
+from triage.cpython.exceptions import ExceptionReader, PyException
 from triage.cpython.fields import Field, Offsets, Optional
 from triage.cpython.frames import FrameWalker, PyFrame
-from triage.cpython.layout import Layout
+from triage.cpython.layout import Layout, MissingField
 from triage.cpython.objects import ObjectReader
 from triage.cpython.runtime import (
     PythonBinary,
@@ -97,6 +98,8 @@ class PyThread:
     name: str | None = None
     terminated: bool = False
     error: str | None = None
+    exceptions: list[PyException] = field(default_factory=list)
+    """Raised, then handled innermost first, each followed by what it was raised from."""
 
 
 @dataclass
@@ -112,6 +115,8 @@ class PythonState:
     warnings: list[str] = field(default_factory=list)
     vectorcall: bool = True
     """The interpreter calls through vectorcall (3.8+): native display rules depend on it."""
+    last_exception: PyException | None = None
+    """The main interpreter's `sys.last_exc` (or `sys.last_value`)."""
 
 
 class Interpreter:
@@ -133,6 +138,10 @@ class Interpreter:
         self.t_thread_id, self.t_native = f.t_thread_id, f.t_native
         self.runtime_fields = self.objects.fields(RuntimeFields)
         self.runtime = runtime_address(binary)
+        self.exceptions: ExceptionReader | None = None
+        # A layout known only through debug offsets may lack their members: no exceptions.
+        with contextlib.suppress(MissingField):
+            self.exceptions = ExceptionReader(self.walker, self.variables)
 
     # -- validation -------------------------------------------------------------------
 
@@ -373,6 +382,8 @@ def read_python(
     state.vectorcall = interp.model.vectorcall
     tidset = set(core_tids)
     pending: list[PyThread] = []
+    exceptions = interp.exceptions
+    istate = 0
     for istate in interp.interpreters(exhaustive):
         iid = interp.interpreter_id(istate)
         holder = interp.gil_holder(istate)
@@ -394,7 +405,11 @@ def read_python(
                 thread.error = f"stack unreadable: {exc.message}"
             if variables:
                 _read_variables(interp, thread)
+            if exceptions is not None:
+                thread.exceptions = exceptions.thread_exceptions(ts)
             pending.append(thread)
+    if exceptions is not None and istate:  # the main interpreter is the last one
+        state.last_exception = exceptions.last_exception(istate)
     if interp.t_native is None:
         offset = pthread_tid_offset(memory, [t.thread_id for t in pending], tidset)
         for t in pending:

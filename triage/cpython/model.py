@@ -21,8 +21,11 @@ if TYPE_CHECKING:  # (typing's Literal costs start-up time; the names are for th
     LineTable = Literal["lnotab_unsigned", "lnotab", "linetable_310", "locations"]
     InstanceDicts = Literal["dictoffset", "values_before", "dict_or_values", "inline_values"]
     Where = Literal["interpreter", "runtime", "symbol"]
+    Raised = Literal["triple", "object"]
+    Handled = Literal["thread_state", "item_triples", "items"]
 
 _TS, _IFRAME, _CODE = "PyThreadState", "_PyInterpreterFrame", "PyCodeObject"
+_ITEM = "_PyErr_StackItem"
 
 #: What the choices below look at, so that every table holds it (scripts/derive_layouts.py).
 INSPECTED_STRUCTS = frozenset(
@@ -39,6 +42,7 @@ INSPECTED_STRUCTS = frozenset(
         "_PyRuntimeState",
         "PyObject",
         "PyTypeObject",
+        _ITEM,
     }
 )
 INSPECTED_CONSTANTS = (
@@ -69,7 +73,8 @@ class Model(NamedTuple):
     `co_linetable`, or the PEP 657 location table (3.11+)."""
     py2_objects: bool
     """2.7's object model: `str` is bytes (`PyStringObject`), `unicode` is separate, ints are
-    `PyIntObject` or `long`, old-style class instances exist."""
+    `PyIntObject` or `long`, old-style class instances exist, exceptions keep neither their
+    traceback nor the exceptions they were raised from (`__cause__`, `__context__`)."""
     dict_keys: Literal["py2", "dk_size", "log2"]
     """How a dict's keys object gives its size: `dk_size` (3.6-3.10) or `dk_log2_size` with
     unicode-only entries by `dk_kind` (3.11+); 2.7 dicts have no keys object."""
@@ -104,6 +109,14 @@ class Model(NamedTuple):
     vectorcall: bool
     """Calls go through vectorcall (3.8+: `PyTypeObject.tp_vectorcall_offset`), whose
     functions native stacks show."""
+    raised: Raised
+    """Where a thread's raised, not yet caught exception is: the thread state's
+    `curexc_type/curexc_value/curexc_traceback`, whose value may be unnormalised (<= 3.11), or
+    its `current_exception`, an exception instance (3.12+)."""
+    handled: Handled
+    """Where the exceptions a thread handles are: the thread state's `exc_type/exc_value/
+    exc_traceback` (2.7, 3.6), or a chain of `_PyErr_StackItem` from its `exc_info` with those
+    three members (3.7-3.10) or `exc_value` alone (3.11+)."""
 
     def untag(self, ref: int) -> int:
         """The object address in a stack reference (a plain pointer before 3.14); 0 for NULL
@@ -200,4 +213,12 @@ def _model(lay: Layout) -> Model:
         tagged_shift=lay.constant("Py_TAGGED_SHIFT") if const("Py_TAGGED_SHIFT") else 2,
         free_threaded=has("PyObject", "ob_tid"),
         vectorcall=has("PyTypeObject", "tp_vectorcall_offset"),
+        raised="object" if has(_TS, "current_exception") else "triple",
+        handled=_handled(lay),
     )
+
+
+def _handled(lay: Layout) -> Handled:
+    if lay.has(_TS, "exc_value"):
+        return "thread_state"
+    return "item_triples" if lay.has(_ITEM, "exc_type") else "items"

@@ -72,6 +72,8 @@ class ObjectReader:
             self.u_compact_size = text.compact_size
             self.u_data_any = text.data
             self.bytes_sval = text.bytes_sval
+            # (byte, bit) of the one-bit `compact` and `ascii`: both set, the text is inline
+            self.u_inline = [(f.offset, 1 << f.bit_offset) for f in (text.compact, text.ascii)]
         else:
             old = Py2StrFields(layout)
             self.s_sval = old.sval
@@ -96,7 +98,10 @@ class ObjectReader:
 
     def type_name(self, obj: int) -> str:
         """The tp_name of an object's type ('str', 'code', ...)."""
-        tp = self.type_of(obj)
+        return self.name_of_type(self.type_of(obj))
+
+    def name_of_type(self, tp: int) -> str:
+        """The tp_name of a type (read once per type)."""
         name = self._type_names.get(tp)
         if name is None:
             raw = self.memory.cstring(self.memory.u64(tp + self.tp_name), 256)
@@ -129,6 +134,28 @@ class ObjectReader:
         if self.py2:
             return self.memory.i64(obj + self.u2_length) if name == "unicode" else self.size(obj)
         return self.size(obj) if name == "bytes" else self.memory.i64(obj + self.u_length)
+
+    def str_head(self, obj: int, limit: int) -> tuple[int, int, str | None]:
+        """(type, length, text) of a str (2.7: str or unicode) from one read of its header:
+        the text when it is kept inline as ASCII (3.x compact ASCII, 2.7 str) and at most
+        `limit` long, else None (`text` reads it); the length as `text_length` gives it. Of
+        an object of another type, only the type means anything."""
+        head = self.s_sval if self.py2 else self.u_ascii_size
+        try:
+            raw = self.memory.read(obj, head + limit)
+        except AddressError:  # the object may end where its mapping ends
+            raw = self.memory.read(obj, head)
+        tp = int.from_bytes(raw[self.ob_type : self.ob_type + 8], "little")
+        if self.py2:
+            if self.name_of_type(tp) == "unicode":
+                return tp, _i64(raw, self.u2_length), None
+            length, inline = _i64(raw, self.ob_size), True
+        else:
+            length = _i64(raw, self.u_length)
+            inline = all(raw[at] & bit for at, bit in self.u_inline)
+        if not inline or not 0 <= length <= limit or len(raw) < head + length:
+            return tp, length, None
+        return tp, length, raw[head : head + length].decode("utf-8", "surrogateescape")
 
     def bytes_value(self, obj: int, limit: int = 1 << 24) -> bytes:
         """The contents of a bytes object (a str on 2.7)."""
@@ -215,3 +242,7 @@ class ObjectReader:
             raise AddressError(obj, n, "implausible tuple length")
         raw = self.memory.read(obj + self.tuple_ob_item, 8 * n)
         return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, 8 * n, 8)]
+
+
+def _i64(raw: bytes, at: int) -> int:
+    return int.from_bytes(raw[at : at + 8], "little", signed=True)

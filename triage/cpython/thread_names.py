@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from triage.cpython.containers import dict_get_str, dict_items, instance_attribute, int_value
 from triage.cpython.fields import Field, Offsets
-from triage.errors import TriageError
+from triage.errors import READ_ERRORS
 
 if TYPE_CHECKING:
     from triage.cpython.interpreter import Interpreter
@@ -26,10 +26,6 @@ __all__ = ["sys_modules", "thread_names"]
 
 MAX_NAME = 1024  # longer names are cut (a name is a label, not data)
 _IDENT_MASK = (1 << 64) - 1  # 2.7's get_ident() is a signed long; thread_id is read unsigned
-
-# What a damaged or unexpected core can make the readers raise: unreadable memory and objects
-# of the wrong kind (TriageError), missing layout fields (KeyError), bad numbers (ValueError).
-_READ_ERRORS = (TriageError, LookupError, ValueError, OverflowError)
 
 
 class ModuleFields(Offsets):
@@ -64,7 +60,7 @@ def thread_names(interp: Interpreter, interp_state: int) -> dict[int, str]:
         if not active:
             return names
         threads = dict_items(objects, active)
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return names
     attribute = "_Thread__name" if objects.py2 else "_name"
     for key, thread in threads:
@@ -73,6 +69,6 @@ def thread_names(interp: Interpreter, interp_state: int) -> dict[int, str]:
             name = instance_attribute(objects, thread, attribute)
             if name:
                 names[ident] = objects.text(name)[:MAX_NAME]
-        except _READ_ERRORS:
+        except READ_ERRORS:
             continue
     return names
