@@ -549,6 +549,83 @@ def test_regroup_after_rule_change(
     assert {_key(r): r for r in read_records(str(data))} == after
 
 
+def _written_before_v2(record: SweepRecord) -> SweepRecord:
+    """The row a triage before signature version 2 wrote of the same core: no native frame
+    (sweeps never unwound), the version-1 signature."""
+    threads = [
+        replace(t, frames=[f for f in t.frames if f.kind == "python"], status=[])
+        for t in record.report.threads
+    ]
+    report = replace(record.report, threads=threads)
+    report.signature = compute_signature(report, Rules(version=1))
+    return replace(record, report=report)
+
+
+def test_regroup_moves_a_version_1_dataset_to_version_2(
+    run_triage, tmp_path: Path, records: dict[str, SweepRecord]
+) -> None:
+    """A dataset of version-1 rows: sweeps keep writing version 1 into it (their plan says
+    so, and the task computes it), until `triage regroup` moves every row to version 2 from
+    the stored frames."""
+    from triage.pipeline.config import Output, SweepConfig
+    from triage.pipeline.run import plan
+    from triage.pipeline.sink import signature_versions
+
+    data = tmp_path / "dataset"
+    old = {name: _written_before_v2(r) for name, r in records.items()}
+    _write(data, list(old.values()))
+    assert signature_versions(str(data)) == {1}
+    config = SweepConfig(sources=[str(tmp_path / "none")], output=Output(dataset=str(data)))
+    (tmp_path / "none").mkdir()
+    assert plan(config).signature_version == 1
+
+    rc, _out, err = run_triage("regroup", str(data))
+    assert rc == 0, err
+    assert err.splitlines() == [
+        "triage: regrouped 4 rows in 4 files as signature version 2: 4 signatures changed"
+    ]
+    after = {r.core_id: r for r in read_records(str(data))}
+    assert signature_versions(str(data)) == {2}
+    assert plan(config).signature_version == 2
+    for name, record in old.items():
+        new = after[record.core_id]
+        assert _without_signature(new) == _without_signature(record), name
+        # version 2 of what the row holds: the Python frames of these old rows
+        assert new.report.signature == compute_signature(record.report), name
+    # Rows with the same text in both versions (a signal sent from outside: Python frames)
+    # differ by their id only; the crash in C gets its Python callers only, as stored.
+    assert after[old["c"].core_id].report.signature.text == SIGBUS_TEXT
+    segv = after[old["a1"].core_id].report.signature
+    assert segv.text == "SIGSEGV | ctypes:string_at | " + " | ".join(CALL_CHAIN)
+    assert segv.version == 2 and segv.id != old["a1"].report.signature.id
+
+    # Rows written since version 2 keep the crashed thread's native frames: regroup gives
+    # exactly what triage core gives.
+    fresh = tmp_path / "fresh"
+    _write(fresh, list(records.values()))
+    rc, _out, err = run_triage("regroup", str(fresh))
+    assert rc == 0, err
+    assert err.splitlines()[-1].endswith(": 0 signatures changed")
+
+
+def test_sweep_task_computes_the_datasets_version(crashes: Crashes) -> None:
+    from triage.pipeline.config import Fleet
+    from triage.pipeline.sources import list_sources
+    from triage.pipeline.task import SweepInfo, analyze_object, close_processes
+
+    (obj,) = list(list_sources([crashes.a1.path]))
+    try:
+        infos = {v: SweepInfo("s", D1, time_limit=120, signature_version=v) for v in (1, 2)}
+        rows = {v: analyze_object(obj, Fleet(name="web"), info) for v, info in infos.items()}
+    finally:
+        close_processes()
+    assert rows[1]["report"]["signature"]["version"] == 1
+    assert rows[1]["report"]["signature"]["text"] == (
+        "SIGSEGV | ctypes:string_at | " + " | ".join(CALL_CHAIN)
+    )
+    assert rows[2]["report"]["signature"]["text"] == SEGV_TEXT
+
+
 # --------------------------------------------------------------------------------------------
 # 3. triage ci
 
