@@ -71,12 +71,21 @@ def test_export_script_check_mode(pa, tmp_path):
     assert module.main(["--check", "--dir", str(tmp_path)]) == 1
 
 
-def test_engine_does_not_import_pipeline_dependencies():
-    code = (
-        "import sys, triage, triage.engine, triage.report, triage.cli, "
-        "triage.pipeline.schema, triage.pipeline.sink\n"
-        "print(sorted(m for m in ('pyarrow', 'fsspec', 's3fs', 'duckdb') if m in sys.modules))"
-    )
+@pytest.mark.parametrize(
+    ("modules", "heavy"),
+    [
+        # `triage core` starts fast: the engine needs none of the pipeline's libraries
+        (
+            "triage, triage.engine, triage.report, triage.cli, triage.pipeline.schema, "
+            "triage.pipeline.sink",
+            ("pyarrow", "fsspec", "s3fs", "duckdb"),
+        ),
+        # signatures are computed in the analysis child and in `triage core`
+        ("triage.signature", ("pyarrow", "duckdb", "dask", "distributed", "pydantic")),
+    ],
+)
+def test_engine_does_not_import_pipeline_dependencies(modules: str, heavy: tuple[str, ...]):
+    code = f"import sys, {modules}\nprint(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout

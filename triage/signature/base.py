@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from triage.report import CoreReport, ThreadReport
+from triage.report import CoreReport, Signature, ThreadReport
+from triage.signature.normalise import program_root, python_frame
+
+#: A version's reduction: normalised frames (newest first), rules, reason, tid -> signature.
+Reduce = Callable[[Sequence[str], "Rules", str, "int | None"], Signature]
 
 #: The version `compute_signature` makes unless told otherwise (docs/signatures.md).
 SIGNATURE_VERSION = 2
@@ -90,3 +95,58 @@ def signable(report: CoreReport) -> bool:
     group with every other unreadable core of the same signal; `triage ci` and `triage
     groups` key those by their error kind instead."""
     return report.error is None and bool(report.threads or report.signal is not None)
+
+
+def make_signature(
+    version: int, reason: str, frames: list[str], all_frames: Sequence[str], thread: int | None
+) -> Signature:
+    """The signature of `frames` (chosen from `all_frames`) and `reason`, in `version`."""
+    text = " | ".join([reason, *frames])
+    return Signature(
+        text=text,
+        id=signature_id(text, version),
+        version=version,
+        reason=reason,
+        frames=frames,
+        all_frames=list(all_frames),
+        thread=thread,
+    )
+
+
+def thread_tops(
+    report: CoreReport, root: str | None, meaningful: Callable[[str], bool]
+) -> list[str]:
+    """The newest meaningful Python frame of every Python thread, normalised, sorted and
+    deduplicated: what a signature is made of when no thread is the one."""
+    tops = set()
+    for row in report.threads:
+        if not row.python:
+            continue
+        for frame in reversed(row.frames):
+            if frame.kind != "python":
+                continue
+            text = python_frame(frame, root)
+            if meaningful(text):
+                tops.add(text)
+                break
+    return sorted(tops)
+
+
+def sign(
+    report: CoreReport,
+    rules: Rules,
+    frames_of: Callable[[CoreReport, ThreadReport, str | None], list[str]],
+    reduce: Reduce,
+    meaningful: Callable[[str], bool],
+) -> Signature | None:
+    """What every version does: None when `signable` says no; else the chosen thread's
+    frames (`frames_of`: normalised, newest first) reduced, or, without a thread, every
+    Python thread's top `meaningful` frame."""
+    if not signable(report):
+        return None
+    reason = base_reason(report)
+    root = program_root(report)
+    thread = signature_thread(report)
+    if thread is not None:
+        return reduce(frames_of(report, thread, root), rules, reason, thread.tid)
+    return reduce(thread_tops(report, root, meaningful), rules, reason, None)

@@ -17,9 +17,13 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 
-from triage.report import CoreReport, FrameReport, Signature
-from triage.signature.base import Rules, base_reason, signable, signature_id, signature_thread
-from triage.signature.normalise import program_root, python_frame
+from triage.report import CoreReport, Signature, ThreadReport
+from triage.signature.base import (
+    Rules,
+    make_signature,
+    sign,
+)
+from triage.signature.normalise import python_frame
 
 VERSION = 1
 
@@ -51,39 +55,13 @@ def is_meaningful(text: str, rules: Rules) -> bool:
 def reduce(all_frames: Sequence[str], rules: Rules, reason: str, thread: int | None) -> Signature:
     """The signature of normalised frames (most recent first) under `rules`."""
     frames = [f for f in all_frames if is_meaningful(f, rules)][: rules.frames]
-    text = " | ".join([reason, *frames])
-    return Signature(
-        text=text,
-        id=signature_id(text, VERSION),
-        version=VERSION,
-        reason=reason,
-        frames=frames,
-        all_frames=list(all_frames),
-        thread=thread,
-    )
+    return make_signature(VERSION, reason, frames, all_frames, thread)
 
 
-def _python(frames: list[FrameReport]) -> list[FrameReport]:
-    return [f for f in frames if f.kind == "python"]
+def _frames(report: CoreReport, thread: ThreadReport, root: str | None) -> list[str]:
+    return [python_frame(f, root) for f in reversed(thread.frames) if f.kind == "python"]
 
 
 def compute_signature(report: CoreReport, rules: Rules) -> Signature | None:
     """The version-1 signature of a report under `rules` (None: `signable` says no)."""
-    if not signable(report):
-        return None
-    reason = base_reason(report)
-    root = program_root(report)
-    thread = signature_thread(report)
-    if thread is not None:
-        normalised = [python_frame(f, root) for f in reversed(_python(thread.frames))]
-        return reduce(normalised, rules, reason, thread.tid)
-    tops = set()
-    for row in report.threads:
-        if not row.python:
-            continue
-        for frame in reversed(_python(row.frames)):
-            text = python_frame(frame, root)
-            if is_meaningful(text, rules):
-                tops.add(text)
-                break
-    return reduce(sorted(tops), rules, reason, None)
+    return sign(report, rules, _frames, reduce, lambda text: is_meaningful(text, rules))

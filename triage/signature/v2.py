@@ -21,16 +21,14 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from triage.report import SELF_INFLICTED, CoreReport, FrameReport, Signature
+from triage.report import SELF_INFLICTED, CoreReport, FrameReport, Signature, ThreadReport
 from triage.signature.base import (
     ON_DEMAND,
     Rules,
-    base_reason,
-    signable,
-    signature_id,
-    signature_thread,
+    make_signature,
+    sign,
 )
-from triage.signature.normalise import frame_kind, native_frame, program_root, python_frame
+from triage.signature.normalise import frame_kind, native_frame, python_frame
 
 VERSION = 2
 
@@ -263,17 +261,7 @@ def reduce(all_frames: Sequence[str], rules: Rules, reason: str, thread: int | N
         if rule.applies(stack, rules):
             rule.action(stack, rules)
     reason = f"{stack.reason} ({stack.fold})" if stack.fold else stack.reason
-    frames = take(stack.frames, rules)
-    text = " | ".join([reason, *frames])
-    return Signature(
-        text=text,
-        id=signature_id(text, VERSION),
-        version=VERSION,
-        reason=reason,
-        frames=frames,
-        all_frames=list(all_frames),
-        thread=thread,
-    )
+    return make_signature(VERSION, reason, take(stack.frames, rules), all_frames, thread)
 
 
 def normalise_frame(frame: FrameReport, program_root: str | None) -> str:
@@ -283,26 +271,15 @@ def normalise_frame(frame: FrameReport, program_root: str | None) -> str:
     return python_frame(frame, program_root)
 
 
+def _frames(report: CoreReport, thread: ThreadReport, root: str | None) -> list[str]:
+    """The thread's frames, newest first: its native ones only when it died of its own
+    doing (a fault, abort())."""
+    native = thread.crashed and report.signal is not None and report.signal.origin in SELF_INFLICTED
+    return [
+        normalise_frame(f, root) for f in reversed(thread.frames) if native or f.kind == "python"
+    ]
+
+
 def compute_signature(report: CoreReport, rules: Rules) -> Signature | None:
     """The version-2 signature of a report under `rules` (None: `signable` says no)."""
-    if not signable(report):
-        return None
-    reason = base_reason(report)
-    root = program_root(report)
-    thread = signature_thread(report)
-    if thread is not None:
-        native = (
-            thread.crashed and report.signal is not None and report.signal.origin in SELF_INFLICTED
-        )
-        frames = [f for f in reversed(thread.frames) if native or f.kind == "python"]
-        return reduce([normalise_frame(f, root) for f in frames], rules, reason, thread.tid)
-    tops = set()
-    for row in report.threads:
-        for frame in reversed(row.frames if row.python else ()):
-            if frame.kind != "python":
-                continue
-            text = normalise_frame(frame, root)
-            if not is_skipped(text, rules):
-                tops.add(text)
-                break
-    return reduce(sorted(tops), rules, reason, None)
+    return sign(report, rules, _frames, reduce, lambda text: not is_skipped(text, rules))
