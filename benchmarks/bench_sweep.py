@@ -41,12 +41,12 @@ from common import ENV, TRIAGE, compile_triage, corefactory, pystack_command
 KINDS = ("gcore", "segv", "gcore", "abort")
 
 
-def make_corpus(dest: Path, count: int) -> list[Path]:
+def make_corpus(dest: Path, count: int, kinds: tuple[str, ...] = KINDS) -> list[Path]:
     interps = [i for i in corefactory.find_interpreters() if i.version[:2] >= (3, 6)]
     cores: list[Path] = []
     for n in range(count):
         interp = interps[n % len(interps)]
-        kind = KINDS[n % len(KINDS)]
+        kind = kinds[n % len(kinds)]
         if kind == "gcore":
             case = corefactory.make_gcore(interp, dest / f"make{n}", threads=1)
         else:
@@ -203,6 +203,11 @@ def main() -> int:
     parser.add_argument(
         "--big-core-mb", type=int, default=1024, help="heap of the memory-bound core (0: none)"
     )
+    parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help=f"the corpus's cores in turn (gcore, segv, abort; default {','.join(KINDS)})",
+    )
     parser.add_argument("--write", metavar="FILE")
     args = parser.parse_args()
     compile_triage()
@@ -215,7 +220,7 @@ def main() -> int:
         if len(cores) != args.cores:
             for p in cores:
                 p.unlink()
-            cores = make_corpus(corpus, args.cores)
+            cores = make_corpus(corpus, args.cores, tuple(args.kinds.split(",")))
         made = time.perf_counter() - t0
         size = sum(c.stat().st_size for c in cores)
         sweeps: list[SweepRun] = []
