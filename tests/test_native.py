@@ -170,11 +170,10 @@ def test_native_frames_are_gdbs(interpreter: Interpreter, cores, triage_json, tm
             assert [f["function"] for f in entries if f["inlined"]] == [g[1] for g in gdb if g[4]]
             assert [f["function"] for f in entries if f["inlined"]] == [g[1] for g in gdb if g[4]]
             compared += len(entries)
-        # The Python frames are those of the plain analysis, in the same order; the thread
-        # that took the signal has its native frames there too (always unwound), the same.
+        # The Python frames are those of the plain analysis, in the same order (no thread
+        # here died of its own doing: without --native, none is unwound).
         python = [f for f in thread["frames"] if f["kind"] == "python"]
-        assert python == [f for f in before["frames"] if f["kind"] == "python"]
-        assert before["frames"] == (thread["frames"] if thread["crashed"] else python)
+        assert python == before["frames"]
         assert all(f["address"] is None for f in python)
     assert compared >= 20 or interpreter.sysroot is not None
     # The newest frame of the main thread is where it sleeps, in the C library.

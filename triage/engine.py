@@ -24,6 +24,7 @@ from triage.cpython.interpreter import PyThread, read_python
 from triage.describe import describe_native, describe_python, mark_crashed
 from triage.errors import CoreFileError, TriageError
 from triage.report import (
+    SELF_INFLICTED,
     CoreFileInfo,
     CoreReport,
     ErrorInfo,
@@ -58,8 +59,9 @@ def analyze_core(
     `exhaustive` lets the interpreter search scan all of memory when symbols do not help;
     `signature_rules` are the fleet's (default: `Rules()`); `locals` reads every Python
     frame's arguments and local variables too; `native` unwinds every thread's native stack
-    and merges it with the Python frames. The crashed thread's native stack is unwound in
-    any case (its signature and text need it): with `crashed_native=False`, not even that.
+    and merges it with the Python frames. Without it, the native stack of the thread that
+    took the signal is read when it died of its own doing or has no Python frames (see
+    `_crashed_to_unwind`): with `crashed_native=False`, not even that.
     """
     started = time.perf_counter()
     report = CoreReport(core=CoreFileInfo(path=path, size=0), triage_version=__version__)
@@ -98,8 +100,27 @@ def analyze_core(
                     for lib in report.libraries
                     if lib.build_id and lib.build_id_matches
                 }
-                crashed = [t.tid for t in report.threads if t.crashed and crashed_native and python]
-                if native or crashed:
+                python_error: TriageError | None = None
+                if python:
+                    try:
+                        state = read_python(
+                            memory,
+                            images,
+                            files,
+                            exe.mapping_path,
+                            [t.tid for t in core.threads],
+                            build_ids=build_ids,
+                            exhaustive=exhaustive,
+                            variables=locals,
+                        )
+                    except TriageError as exc:  # the native frames may still be read
+                        python_error = exc
+                    else:
+                        python_threads = state.threads
+                        vectorcall = state.vectorcall
+                        rows = describe_python(report, state)
+                crashed = _crashed_to_unwind(report, python_threads) if crashed_native else []
+                if native or (python and crashed):
                     stacks = _native_stacks(
                         report,
                         core,
@@ -111,20 +132,8 @@ def analyze_core(
                         exe.mapping_path,
                         None if native else crashed,
                     )
-                if python:
-                    state = read_python(
-                        memory,
-                        images,
-                        files,
-                        exe.mapping_path,
-                        [t.tid for t in core.threads],
-                        build_ids=build_ids,
-                        exhaustive=exhaustive,
-                        variables=locals,
-                    )
-                    python_threads = state.threads
-                    vectorcall = state.vectorcall
-                    rows = describe_python(report, state)
+                if python_error is not None:
+                    raise python_error
             finally:
                 memory.close()
     except TriageError as exc:
@@ -152,6 +161,18 @@ def analyze_core(
         report.warnings.append(f"no signature: internal error ({type(exc).__name__}: {exc})")
     report.analysis_seconds = round(time.perf_counter() - started, 6)
     return report
+
+
+def _crashed_to_unwind(report: CoreReport, python_threads: list[PyThread]) -> list[int]:
+    """The threads whose native stack is read without --native: the one that took the
+    signal, when it died of its own doing (its native frames say where: the signature and
+    the text need them) or when it has no Python frames to show (a native thread). A thread
+    that another process's signal killed was only where it happened to be."""
+    self_inflicted = report.signal is not None and report.signal.origin in SELF_INFLICTED
+    in_python = {t.tid for t in python_threads if t.frames}
+    return [
+        t.tid for t in report.threads if t.crashed and (self_inflicted or t.tid not in in_python)
+    ]
 
 
 def _describe_process(report: CoreReport, core: CoreFile) -> None:
