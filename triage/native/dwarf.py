@@ -125,9 +125,20 @@ def decompress(raw: bytes) -> bytes:
     raise DwarfError(f"unknown section compression {kind}")
 
 
-def _cstr(data: bytes, pos: int) -> tuple[bytes, int]:
-    end = data.index(b"\0", pos)
-    return data[pos:end], end + 1
+def _cstr(data: bytes | memoryview, pos: int) -> tuple[bytes, int]:
+    """The NUL-terminated string at `pos` (without its NUL) and the position after it."""
+    if isinstance(data, bytes):
+        end = data.index(b"\0", pos)
+        return data[pos:end], end + 1
+    step = 64  # a view of a mapped section: look for the NUL a chunk at a time
+    while True:
+        chunk = bytes(data[pos : pos + step])
+        end = chunk.find(b"\0")
+        if end >= 0:
+            return chunk[:end], pos + end + 1
+        if pos + step >= len(data):
+            raise ValueError("unterminated string")
+        step *= 4
 
 
 @dataclass(slots=True)
@@ -224,9 +235,13 @@ class DebugInfo:
         }
         return cls(path, data, sections)
 
+    def resident_bytes(self) -> int:
+        """What the sections read so far hold in memory (copied or decompressed)."""
+        return sum(len(data) for data in self._loaded.values() if isinstance(data, bytes))
+
     # -- sections ---------------------------------------------------------------------
 
-    def _section(self, name: str) -> bytes:
+    def _section(self, name: str) -> bytes | memoryview:
         found = self._loaded.get(name)
         if found is not None:
             return found
@@ -235,9 +250,11 @@ class DebugInfo:
             self._loaded[name] = b""
             return b""
         offset, size, flags = where
-        raw = self._data[offset : offset + size]
+        # Sections stored as they are stay in the mapping (a view: no copy, no memory of
+        # ours); compressed ones are inflated into memory.
+        raw = memoryview(self._data)[offset : offset + size]
         if flags & SHF_COMPRESSED:
-            raw = decompress(raw)
+            raw = decompress(bytes(raw))
         self._loaded[name] = raw
         return raw
 

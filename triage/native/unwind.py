@@ -12,7 +12,9 @@ import bisect
 import dataclasses
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from triage.coredump.memory import CoreMemory
 from triage.coredump.symbols import ElfSymbols, load_symbols
@@ -100,26 +102,43 @@ def _debuglink(local: str) -> str | None:
 
 
 class _Bounded(OrderedDict):  # type: ignore[type-arg]
-    """A dict that forgets its least recently used entries beyond `limit`."""
+    """A dict that forgets its least recently used entries beyond `limit` entries, or beyond
+    `budget` bytes as `weigh` counts them (what an entry holds grows as it is used)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self, limit: int, budget: int | None = None, weigh: Callable[[Any], int] | None = None
+    ) -> None:
         super().__init__()
         self.limit = limit
+        self.budget = budget
+        self.weigh = weigh
 
     def get_or(self, key: str, make):  # type: ignore[no-untyped-def]
         if key in self:
             self.move_to_end(key)
             return self[key]
         value = self[key] = make()
-        if len(self) > self.limit:
+        while len(self) > self.limit or (len(self) > 1 and self._over_budget()):
             self.popitem(last=False)
         return value
 
+    def _over_budget(self) -> bool:
+        if self.budget is None or self.weigh is None:
+            return False
+        return sum(self.weigh(v) for v in self.values()) > self.budget
+
+
+def _dwarf_bytes(dwarf: DebugInfo | None) -> int:
+    return dwarf.resident_bytes() if dwarf is not None else 0
+
 
 #: Parsed call-frame information and DWARF, by build-id (else path): a sweep worker's next
-#: core of the same build reuses them. Bounded: a fleet of many builds does not grow a worker.
+#: core of the same build reuses them. Bounded: a fleet of many builds does not grow a worker
+#: without end. The DWARF of 64 builds' files fits unless their sections read so far pass
+#: 256 MB (a libpython's are 5-20 MB): a sweep cycling through a few builds' cores, as a
+#: night's does, finds them all here.
 _CFI_CACHE = _Bounded(64)
-_DWARF_CACHE = _Bounded(16)
+_DWARF_CACHE = _Bounded(64, budget=256 << 20, weigh=_dwarf_bytes)
 
 
 @dataclass
