@@ -1,11 +1,12 @@
 """Sweep throughput against `pystack core` run two at a time, and worker memory.
 
-    python benchmarks/bench_sweep.py [--cores 100] [--runs 5] [--corpus DIR] [--write FILE]
+    python benchmarks/bench_sweep.py [--sizes 100,400] [--runs 5] [--corpus DIR] [--write FILE]
 
 Makes a corpus of cores of every installed CPython 3.6+ in turn: half of them kernel cores of
 real crashes (a SIGSEGV in C called through ctypes, an abort()), whose crashed thread the
 sweep unwinds natively for its signature, half gcore snapshots; half of each compressed with
-zstd. Then, alternating the two sides `--runs` times in the same run:
+zstd. Then, for the corpus and for its first cores (`--sizes`), alternating the two sides
+`--runs` times in the same run:
 
 * `triage sweep CORPUS --output DATASET --workers 2` (the embedded cluster), wall clock of
   the whole command;
@@ -14,7 +15,10 @@ zstd. Then, alternating the two sides `--runs` times in the same run:
 * the peak resident memory of each Dask worker process together with its analysis child,
   sampled every 100 ms during the sweep;
 
-and last, the same memory figure for a sweep of one big core (a process holding
+From two sizes it derives the throughput of a long sweep, where the fixed costs (start-up,
+the cluster, the first sight of each build by each worker) are spread over thousands of
+cores: the extra cores of the larger corpus over the extra time they take. Last, the same
+memory figure for a sweep of one big core (a process holding
 `--big-core-mb` MB, zstd-compressed), to show that it does not grow with the core.
 """
 
@@ -195,9 +199,34 @@ def big_core(dest: Path, megabytes: int) -> Path:
     return zst
 
 
+def subset(corpus: Path, cores: list[Path], count: int) -> Path:
+    """A directory holding the corpus's first `count` cores (hard links)."""
+    if count == len(cores):
+        return corpus
+    where = corpus.parent / f"{corpus.name}-first{count}"
+    shutil.rmtree(where, ignore_errors=True)
+    where.mkdir()
+    for core in cores[:count]:
+        os.link(core, where / core.name)
+    return where
+
+
+def marginal(small: tuple[int, float], big: tuple[int, float]) -> float:
+    """Cores per second of the cores one corpus has beyond the other: the throughput of a
+    long sweep, where the fixed costs (start-up, cluster, first sight of each build) are
+    paid once for thousands of cores."""
+    (n1, t1), (n2, t2) = small, big
+    return (n2 - n1) / (t2 - t1) if t2 > t1 else float("inf")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cores", type=int, default=100)
+    parser.add_argument(
+        "--sizes",
+        default="100,400",
+        help="corpus sizes swept, comma-separated (default 100,400); the smaller ones are the "
+        "first cores of the largest",
+    )
     parser.add_argument("--runs", type=int, default=5, help="runs of each side (default 5)")
     parser.add_argument("--corpus", metavar="DIR", help="reuse (or make once) the corpus here")
     parser.add_argument(
@@ -210,6 +239,7 @@ def main() -> int:
     )
     parser.add_argument("--write", metavar="FILE")
     args = parser.parse_args()
+    sizes = sorted({int(n) for n in args.sizes.split(",")})
     compile_triage()
     with tempfile.TemporaryDirectory(prefix="triage-bench-sweep-") as tmp:
         scratch = Path(tmp)
@@ -217,17 +247,19 @@ def main() -> int:
         corpus.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         cores = sorted(p for p in corpus.iterdir() if p.name.startswith("core."))
-        if len(cores) != args.cores:
+        if len(cores) != sizes[-1]:
             for p in cores:
                 p.unlink()
-            cores = make_corpus(corpus, args.cores, tuple(args.kinds.split(",")))
+            cores = make_corpus(corpus, sizes[-1], tuple(args.kinds.split(",")))
         made = time.perf_counter() - t0
         size = sum(c.stat().st_size for c in cores)
-        sweeps: list[SweepRun] = []
-        pystacks: list[float] = []
+        dirs = {n: subset(corpus, cores, n) for n in sizes}
+        sweeps: dict[int, list[SweepRun]] = {n: [] for n in sizes}
+        pystacks: dict[int, list[float]] = {n: [] for n in sizes}
         for _ in range(args.runs):  # alternated, so that both sides see the same machine
-            sweeps.append(triage_sweep(corpus, scratch / "dataset"))
-            pystacks.append(pystack_two_at_a_time(cores, scratch))
+            for n in sizes:
+                sweeps[n].append(triage_sweep(dirs[n], scratch / "dataset"))
+                pystacks[n].append(pystack_two_at_a_time(cores[:n], scratch))
         sampled = triage_sweep(corpus, scratch / "dataset", sample_memory=True)
         big = None
         if args.big_core_mb:
@@ -235,38 +267,53 @@ def main() -> int:
             bigdir.mkdir()
             zst = big_core(bigdir, args.big_core_mb)
             big = (zst.stat().st_size, triage_sweep(bigdir, scratch / "big-dataset", True))
-    t_sweep = statistics.median(r.wall for r in sweeps)
-    t_pystack = statistics.median(pystacks)
-    ratios = [p / r.wall for r, p in zip(sweeps, pystacks, strict=True)]
-    peaks = list(sampled.peaks.values())
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs: {len(cores)} "
-        f"cores of CPython 3.6-3.13, half kernel cores of crashes (SIGSEGV in C, abort(): the "
-        f"sweep unwinds their crashed thread), half gcore snapshots (half of all zstd), "
-        f"{size / 1e6:.0f} MB on disk "
-        f"(corpus ready in {made:.0f} s); {args.runs} runs of each side, alternated.",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs. Corpus: "
+        f"{len(cores)} cores of CPython 3.6-3.13 ({len({c.name.split('.')[2] for c in cores})} "
+        f"builds), half kernel cores of crashes (SIGSEGV in C, abort(): the sweep unwinds "
+        f"their crashed thread), half gcore snapshots, half of all zstd, "
+        f"{size / 1e6:.0f} MB on disk (ready in {made:.0f} s); the smaller corpora are its "
+        f"first cores. {args.runs} runs of each side, alternated.",
         "",
-        "| run | wall (median) | runs | cores/s |",
-        "|---|---|---|---|",
-        f"| `triage sweep`, embedded cluster, 2 workers (whole command: start-up, cluster, "
-        f"analysis, Parquet, exit) | {t_sweep:.2f} s | "
-        + ", ".join(f"{r.wall:.2f}" for r in sweeps)
-        + f" | {len(cores) / t_sweep:.1f} |",
-        "| `pystack core` on each core, 2 at a time (a .zst decompressed first with `zstd -d`) "
-        f"| {t_pystack:.2f} s | "
-        + ", ".join(f"{t:.2f}" for t in pystacks)
-        + f" | {len(cores) / t_pystack:.1f} |",
+        "Sides: `triage sweep CORPUS --output DATASET --workers 2` on the embedded cluster "
+        "(the whole command: start-up, cluster, analysis, Parquet, exit), and `pystack core` "
+        "on each core, 2 at a time (a .zst decompressed first with `zstd -d`).",
         "",
-        f"Throughput ratio triage / pystack, median of the runs' ratios: "
-        f"**{statistics.median(ratios):.2f}x** (each run: "
-        + ", ".join(f"{x:.2f}x" for x in ratios)
-        + ")",
-        "",
-        "Analysis phase alone (the sweep's own summary), median: "
-        f"{statistics.median(r.analysis_rate for r in sweeps):.1f} cores/s",
+        "| cores | triage sweep (median) | runs | pystack, 2 at a time (median) | runs "
+        "| ratio (median of the runs' ratios) | analysis phase alone |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    medians: dict[int, tuple[float, float]] = {}
+    for n in sizes:
+        t_sweep = statistics.median(r.wall for r in sweeps[n])
+        t_pystack = statistics.median(pystacks[n])
+        medians[n] = (t_sweep, t_pystack)
+        ratios = [p / r.wall for r, p in zip(sweeps[n], pystacks[n], strict=True)]
+        rate = statistics.median(r.analysis_rate for r in sweeps[n])
+        lines.append(
+            f"| {n} | {t_sweep:.2f} s | "
+            + ", ".join(f"{r.wall:.2f}" for r in sweeps[n])
+            + f" | {t_pystack:.2f} s | "
+            + ", ".join(f"{t:.2f}" for t in pystacks[n])
+            + f" | **{statistics.median(ratios):.2f}x** ("
+            + ", ".join(f"{x:.2f}" for x in ratios)
+            + f") | {rate:.1f} cores/s |"
+        )
+    if len(sizes) > 1:
+        lo, hi = sizes[0], sizes[-1]
+        tri = marginal((lo, medians[lo][0]), (hi, medians[hi][0]))
+        pys = marginal((lo, medians[lo][1]), (hi, medians[hi][1]))
+        lines += [
+            "",
+            f"Throughput of a long sweep (the {hi - lo} cores the {hi}-core corpus has beyond "
+            f"the {lo}-core one, from the medians; fixed costs cancel out): triage "
+            f"{tri:.1f} cores/s, pystack {pys:.1f} cores/s: **{tri / pys:.2f}x**",
+        ]
+    peaks = list(sampled.peaks.values())
+    lines += [
         "",
         "Peak RSS per worker (worker process + its analysis child: the sum of their kernel "
-        "high-water marks, VmHWM) in one more sweep of the corpus (not timed): "
+        f"high-water marks, VmHWM) in one more sweep of the {len(cores)} cores (not timed): "
         + ", ".join(f"{v / 1e6:.0f} MB" for v in peaks)
         + f" (max {max(peaks, default=0) / 1e6:.0f} MB)",
     ]
@@ -279,7 +326,7 @@ def main() -> int:
             + ", ".join(f"{v / 1e6:.0f} MB" for v in run.peaks.values())
             + f"; {run.summary.split('triage: ')[-1]}",
         ]
-    lines += ["", "Last sweep's summary: " + sweeps[-1].summary.split("triage: ")[-1]]
+    lines += ["", "Last sweep's summary: " + sweeps[sizes[-1]][-1].summary.split("triage: ")[-1]]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
