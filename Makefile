@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench schemas clean
+.PHONY: demo test lint bench fuzz schemas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## fuzz: the long fuzzing run for a nightly job (make test runs a one-minute share of it)
+fuzz: $(VENV)/.installed
+	$(BIN)/python scripts/fuzz.py
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_core.py --write benchmarks/RESULTS-core.md
