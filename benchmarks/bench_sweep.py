@@ -199,6 +199,12 @@ def big_core(dest: Path, megabytes: int) -> Path:
     return zst
 
 
+def build_of(core: Path) -> str:
+    """The interpreter a corpus core was made with (core.NNNN.ID.KIND[.zst])."""
+    match = re.match(r"core\.\d+\.(.+)\.(gcore|segv|abort)", core.name)
+    return match.group(1) if match else core.name
+
+
 def subset(corpus: Path, cores: list[Path], count: int) -> Path:
     """A directory holding the corpus's first `count` cores (hard links)."""
     if count == len(cores):
@@ -241,6 +247,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = sorted({int(n) for n in args.sizes.split(",")})
     compile_triage()
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="triage-bench-sweep-") as tmp:
         scratch = Path(tmp)
         corpus = Path(args.corpus) if args.corpus else scratch / "corpus"
@@ -269,11 +276,12 @@ def main() -> int:
             big = (zst.stat().st_size, triage_sweep(bigdir, scratch / "big-dataset", True))
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs. Corpus: "
-        f"{len(cores)} cores of CPython 3.6-3.13 ({len({c.name.split('.')[2] for c in cores})} "
+        f"{len(cores)} cores of CPython 3.6-3.13 ({len({build_of(c) for c in cores})} "
         f"builds), half kernel cores of crashes (SIGSEGV in C, abort(): the sweep unwinds "
         f"their crashed thread), half gcore snapshots, half of all zstd, "
         f"{size / 1e6:.0f} MB on disk (ready in {made:.0f} s); the smaller corpora are its "
-        f"first cores. {args.runs} runs of each side, alternated.",
+        f"first cores. {args.runs} runs of each side, alternated. Load average (1 min) "
+        f"before and after: {load[0]:.1f}, {os.getloadavg()[0]:.1f}.",
         "",
         "Sides: `triage sweep CORPUS --output DATASET --workers 2` on the embedded cluster "
         "(the whole command: start-up, cluster, analysis, Parquet, exit), and `pystack core` "
