@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench fuzz schemas clean
+.PHONY: demo test lint docs bench fuzz schemas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,13 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	scripts/install-system-deps.sh
 	$(BIN)/ruff check .
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 	$(BIN)/python -m pytest
+
+## docs: the documentation site (MkDocs, Material theme) into build/site, strictly
+docs: $(VENV)/.installed
+	$(BIN)/python scripts/gen_docs.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -24,13 +24,14 @@ class ConfigError(Exception):
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class Fleet(Model):
     """A group of machines whose cores share libraries: matched by URL pattern."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    """The fleet's name: the dataset's `fleet` partition and the `--fleet` filters'."""
     match: list[str] = Field(default_factory=lambda: ["*"])
     """fnmatch patterns over the core's URL (or absolute path); the first fleet that matches
     wins."""
@@ -87,18 +88,25 @@ class Output(Model):
     """Where the Parquet dataset goes."""
 
     dataset: str
+    """The dataset's directory or fsspec URL (`s3://bucket/crashes`); made if missing."""
     batch_size: int = Field(default=500, ge=1)
+    """Rows held in memory before they are written: each Parquet file holds at most this
+    many (smaller: less memory, more files)."""
 
 
 class SweepConfig(Model):
     """A whole pipeline: what to sweep, where to write, how to run, which fleets."""
 
     sources: list[str] = Field(default_factory=list)
+    """Directories and fsspec URLs (`s3://bucket/prefix`) searched recursively for cores."""
     output: Output | None = None
+    """Where the rows go (`--output` on the command line sets `output.dataset`)."""
     execution: Execution = Field(default_factory=Execution)
+    """The cluster and the limits of each analysis."""
     storage_options: dict[str, Any] = Field(default_factory=dict)
     """fsspec storage options for sources and output (e.g. client_kwargs.endpoint_url)."""
     fleets: list[Fleet] = Field(default_factory=list)
+    """The fleets, tried in order; a core no fleet matches belongs to `default`."""
 
     @field_validator("fleets")
     @classmethod
