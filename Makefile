@@ -9,8 +9,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The base install's wheels are fetched here too, so that tests/test_install.py can build
+# a fresh venv of the base install offline.
+WHEELS ?= $(HOME)/.cache/triage/wheels
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[sweep,dev]'
+	$(BIN)/python -m pip download -q -d $(WHEELS) pip setuptools wheel \
+	    $$($(BIN)/python scripts/base_requirements.py)
 	touch $@
 
 ## demo: install; make sample cores (gcore and real crashes); analyse one; sweep them all on

@@ -14,6 +14,13 @@ from triage import __version__
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
+#: The distribution's name on PyPI (the command is `triage`).
+DISTRIBUTION = "crash-triage"
+#: Top-level modules of the `sweep` extra: a command that needs one says what to install.
+SWEEP_EXTRA = ("dask", "distributed", "pyarrow", "fsspec", "s3fs", "duckdb", "rich", "bokeh")
+#: The commands that need all of it (`ci` needs it only for a dataset baseline).
+PIPELINE_COMMANDS = frozenset({"sweep", "groups", "regroup", "dashboard"})
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -153,15 +160,35 @@ def _error_line(message: str) -> None:
     sys.stderr.write("triage: error: " + " ".join(message.split()) + "\n")
 
 
+def _needs_sweep_extra(command: str, missing: str) -> None:
+    _error_line(
+        f"triage {command} needs the sweep extra ({missing} is not installed): "
+        f"pip install '{DISTRIBUTION}[sweep]'"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in PIPELINE_COMMANDS:
+        import importlib.util
+
+        missing = [m for m in SWEEP_EXTRA if importlib.util.find_spec(m) is None]
+        if missing:
+            _needs_sweep_extra(args.command, missing[0])
+            return EXIT_USAGE
     try:
         return args.func(args)
     except KeyboardInterrupt:
         sys.stderr.write("triage: interrupted\n")
         return 130
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in (*SWEEP_EXTRA, "tomli"):
+            raise
+        _needs_sweep_extra(args.command, missing)
+        return EXIT_USAGE
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
