@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint docs bench fuzz schemas clean
+.PHONY: demo test test-fast lint docs bench fuzz schemas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 	$(BIN)/python -m pytest
+
+## test-fast: day-to-day: one interpreter, no sysroot, no browser, no long runs (~1 min)
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m "not slow and not needs_sysroot and not needs_chromium"
 
 ## docs: the documentation site (MkDocs, Material theme) into build/site, strictly
 docs: $(VENV)/.installed

@@ -65,6 +65,41 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("interpreter", _interpreter_params(), scope="session")
 
 
+#: Modules whose every test is slow: long property runs, builds of the distribution, sweeps
+#: on real Dask clusters.
+_SLOW_MODULES = ("test_fuzz.py", "test_install.py", "test_sweep.py")
+#: Tests that loop over every interpreter themselves, or derive layouts from DWARF again.
+_SLOW_NAMES = ("across_interpreters", "every_python", "every_interpreter", "test_no_drift")
+#: Fixtures that make cores with gdb's gcore.
+_GCORE_FIXTURES = {"gcore_case", "scenario_cores"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by what it needs (see pyproject's markers): `make test-fast` selects
+    on them. A case parametrized by interpreter is slow on every interpreter but the
+    preferred one, so that day-to-day runs still cover one interpreter end to end."""
+    interps = [i for i in corefactory.find_interpreters() if i.shared]
+    preferred = corefactory.preferred_interpreter(interps, [(3, 12), (3, 8)])
+    for item in items:
+        params = getattr(item, "callspec", None)
+        interp = params.params.get("interpreter") if params is not None else None
+        names = set(getattr(item, "fixturenames", ()))
+        if item.path.name in _SLOW_MODULES or any(n in item.name for n in _SLOW_NAMES):
+            item.add_marker(pytest.mark.slow)
+        if isinstance(interp, Interpreter) and (preferred is None or interp.id != preferred.id):
+            item.add_marker(pytest.mark.slow)
+        if (isinstance(interp, Interpreter) and interp.sysroot is not None) or (
+            "sid_cores" in names
+        ):
+            item.add_marker(pytest.mark.needs_sysroot)
+        if item.get_closest_marker("skipif") is not None and any(
+            "chromium" in str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif")
+        ):
+            item.add_marker(pytest.mark.needs_chromium)
+        if names & _GCORE_FIXTURES:
+            item.add_marker(pytest.mark.needs_gdb)
+
+
 @pytest.fixture(scope="session")
 def interpreters() -> list[Interpreter]:
     return corefactory.find_interpreters(sysroot=True)
