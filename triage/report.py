@@ -274,7 +274,7 @@ class CoreReport:
     analysis_seconds: float | None = None
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)
 def adapter(model: type = CoreReport) -> TypeAdapter[Any]:
     """pydantic's validator and serialiser of a report model (CoreReport by default; the
     dataset row SweepRecord too), built once per model, on first use."""

@@ -252,7 +252,7 @@ def _row_type() -> pa.StructType:
     return pa.struct(arrow_fields(SweepRecord, described=False))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)
 def column(path: str) -> str:
     """The SQL of the column at the dotted `path` of the dataset row: `column("collection.host")`
     is `"collection"."host"`. Every part must name a field of the Arrow schema derived from

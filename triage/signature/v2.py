@@ -18,7 +18,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from triage.report import SELF_INFLICTED, CoreReport, FrameReport, Signature, ThreadReport
@@ -40,13 +40,13 @@ UNKNOWN_LIBC = "libc.so!???"
 _FOLDED_REASON = re.compile(r" \((?:abort|raise)\)$")
 
 
-@cache
+@lru_cache(maxsize=32)
 def patterns(name: str) -> re.Pattern[str]:
     """The list data/NAME.txt as one compiled regular expression (fnmatch patterns)."""
     return re.compile("|".join(fnmatch.translate(p) for p in pattern_list(name)) or "(?!)")
 
 
-@cache
+@lru_cache(maxsize=32)
 def pattern_list(name: str) -> tuple[str, ...]:
     """The patterns of data/NAME.txt, without comments and blank lines."""
     lines = (DATA / f"{name}.txt").read_text(encoding="utf-8").splitlines()
@@ -67,7 +67,7 @@ def _fleet(rules: Rules) -> re.Pattern[str]:
     return _compiled(rules.skip)
 
 
-@cache
+@lru_cache(maxsize=64)
 def _compiled(skip: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(fnmatch.translate(p) for p in skip) or "(?!)")
 
