@@ -839,7 +839,7 @@ def test_dockerfile_builds_a_wheel_and_installs_only_that():
     (install,) = [c for c in runtime if c.cmd == "RUN" and "pip install" in c.value[0]]
     assert install.flags == ("--mount=type=bind,from=builder,source=/wheels,target=/wheels",)
     assert install.value[0].startswith(
-        'python -m pip install --no-cache-dir --no-index --find-links /wheels "triage[sweep]"'
+        'python -m pip install --no-cache-dir --no-index --find-links /wheels "crash-triage[sweep]"'
     )
     assert "triage --version" in install.value[0] and "dask --version" in install.value[0]
 
