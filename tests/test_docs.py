@@ -76,3 +76,4 @@ def test_site_builds_strictly(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "reference" / "configuration" / "index.html").exists()
     assert (tmp_path / "ci" / "index.html").exists()
+    assert (tmp_path / "deployment" / "index.html").exists()
