@@ -173,7 +173,7 @@ def _note_fields(data: bytes, start: int, size: int) -> list[Field]:
     return out
 
 
-def touched_ranges(path: Path) -> list[tuple[int, int]]:
+def touched_ranges(path: Path, **options) -> list[tuple[int, int]]:
     """The (file offset, size) ranges of the core that a clean analysis (locals and native
     frames included) reads as process memory, merged; recorded by wrapping the memory reader
     for that one run."""
@@ -191,7 +191,7 @@ def touched_ranges(path: Path) -> list[tuple[int, int]]:
 
     memory_module.CoreMemory.read = recording  # type: ignore[method-assign]
     try:
-        analyze_core(str(path), locals=True, native=True)
+        analyze_core(str(path), locals=True, native=True, **options)
     finally:
         memory_module.CoreMemory.read = original  # type: ignore[method-assign]
     merged: list[tuple[int, int]] = []
@@ -285,10 +285,10 @@ class Outcome:
     failure: str | None = None
 
 
-def check(path: Path, scratch: Path) -> Outcome:
+def check(path: Path, scratch: Path, **options) -> Outcome:
     """Analyse the (mutated) core at `path` as `triage core --locals --native --format json`
-    and as text would, and check every property; `scratch` is the TMPDIR in force, which
-    must be empty afterwards."""
+    and as text would (`options`: more of analyze_core's, such as lib_search_root), and
+    check every property; `scratch` is the TMPDIR in force, which must be empty afterwards."""
     import traceback
 
     from triage.engine import analyze_core
@@ -298,7 +298,7 @@ def check(path: Path, scratch: Path) -> Outcome:
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT)
     try:
-        report = analyze_core(str(path), locals=True, native=True)
+        report = analyze_core(str(path), locals=True, native=True, **options)
         text = to_json(report)
         text.encode("utf-8")  # strict: no lone surrogates
         parsed = json.loads(text)
