@@ -39,6 +39,13 @@ def add_parser(sub: Any) -> None:
         default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
         help="an existing Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else embedded)",
     )
+    p.add_argument(
+        "--wait-for-workers",
+        type=float,
+        metavar="SECONDS",
+        help="how long an existing scheduler may have no workers before the sweep gives up "
+        "(default 60)",
+    )
     p.add_argument("--workers", type=int, metavar="N", help="embedded cluster worker processes")
     p.add_argument("--time-limit", type=float, metavar="SECONDS", help="per core (default 300)")
     p.add_argument("--reprocess", action="store_true", help="analyse cores already in the dataset")
@@ -236,6 +243,8 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
         ex["workers"] = args.workers
     if args.time_limit is not None:
         ex["time_limit"] = args.time_limit
+    if args.wait_for_workers is not None:
+        ex["wait_for_workers"] = args.wait_for_workers
     fleets = raw.setdefault("fleets", [])
     for item in args.fleet_root:
         name, sep, root = item.partition("=")
@@ -252,6 +261,13 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
             fleets.append(match)
         match.setdefault("lib_search_root", []).append(root)
     config = validate_config(raw, args.config or "command line")
+    if config.execution.scheduler:
+        from triage.pipeline.scheduler import SchedulerError, check_address
+
+        try:
+            check_address(config.execution.scheduler)
+        except SchedulerError as exc:
+            raise ConfigError(str(exc)) from None
     if not config.sources:
         raise ConfigError("nothing to sweep: give SOURCE arguments or `sources` in --config")
     if config.output is None and not args.dry_run:

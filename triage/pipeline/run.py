@@ -7,6 +7,8 @@ import contextlib
 import json
 import logging
 import secrets
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -112,38 +114,75 @@ def dask_client(config: SweepConfig) -> Iterator[Any]:
     quiet_dask_logs()
     ex = config.execution
     if ex.scheduler:
-        try:
-            client = Client(ex.scheduler, timeout="5s")
-        except (OSError, TimeoutError) as exc:
-            raise SweepError(
-                f"cannot reach the Dask scheduler at {ex.scheduler}: {_one_line(exc)}"
-            ) from None
+        client = _connect(ex.scheduler, ex.wait_for_workers)
         try:
             client.register_plugin(WarmAnalysisProcess(ex.memory_limit_mb))
             yield client
         finally:
             client.close()
         return
-    with dask.config.set(_embedded_cluster_config()):
-        try:
-            cluster = LocalCluster(
-                n_workers=ex.workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0",
-                scheduler_kwargs={"dashboard": False},  # attached on first visit
-                plugins={WarmAnalysisProcess(ex.memory_limit_mb)},
-            )
-        except (OSError, RuntimeError, TimeoutError) as exc:
-            raise SweepError(f"cannot start the embedded Dask cluster: {_one_line(exc)}") from None
-        client = Client(cluster)
-        try:
-            cluster.sync(_install_lazy_dashboard, cluster.scheduler)
-            yield client
-        finally:
-            client.close()
-            cluster.close()
+    # Dask's scratch space (lock files, each worker's directory) in a directory of this
+    # sweep's own, removed with the cluster: nothing is left in TMPDIR.
+    scratch = tempfile.mkdtemp(prefix="triage-sweep-")
+    settings = {**_embedded_cluster_config(), "temporary-directory": scratch}
+    try:
+        with dask.config.set(settings):
+            try:
+                cluster = LocalCluster(
+                    n_workers=ex.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    scheduler_kwargs={"dashboard": False},  # attached on first visit
+                    plugins={WarmAnalysisProcess(ex.memory_limit_mb)},
+                    local_directory=scratch,
+                )
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                raise SweepError(
+                    f"cannot start the embedded Dask cluster: {_one_line(exc)}"
+                ) from None
+            client = Client(cluster)
+            try:
+                cluster.sync(_install_lazy_dashboard, cluster.scheduler)
+                yield client
+            finally:
+                client.close()
+                cluster.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _connect(address: str, wait_for_workers: float) -> Any:
+    """A client of the scheduler at `address` once it has a worker; SweepError (one line)
+    when the address is no Dask scheduler or it has no worker after `wait_for_workers` s."""
+    from distributed import Client
+
+    from triage.pipeline.scheduler import SchedulerError, check_address, probe
+
+    try:
+        probe(check_address(address))
+    except SchedulerError as exc:
+        raise SweepError(str(exc)) from None
+    try:
+        client = Client(address, timeout="5s")
+    except (Exception, MemoryError) as exc:  # the probe passed: something odd answers there
+        raise SweepError(
+            f"cannot use the Dask scheduler at {address}: {_one_line(exc)}; check that the "
+            "address is the scheduler's (tcp://HOST:PORT)"
+        ) from None
+    try:
+        client.wait_for_workers(1, timeout=wait_for_workers)
+    except (TimeoutError, OSError):
+        client.close()
+        raise SweepError(
+            f"the Dask scheduler at {address} has no workers after {wait_for_workers:g} s; "
+            f"start some (`dask worker {address}`) or wait longer (--wait-for-workers SECONDS)"
+        ) from None
+    except BaseException:
+        client.close()
+        raise
+    return client
 
 
 #: Dask settings of the embedded cluster. Its workers spend their time waiting on their
