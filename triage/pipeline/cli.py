@@ -49,6 +49,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--workers", type=int, metavar="N", help="embedded cluster worker processes")
     p.add_argument("--time-limit", type=float, metavar="SECONDS", help="per core (default 300)")
     p.add_argument("--reprocess", action="store_true", help="analyse cores already in the dataset")
+    p.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="do not analyse again the cores whose analysis failed before (by default they "
+        "are, and the new row replaces the failed one)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list what would be analysed, and stop")
     p.set_defaults(func=cmd_sweep)
 
@@ -291,17 +297,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         execute,
         new_sweep_info,
         plan,
+        replace_failures,
     )
 
     try:
         config = build_config(args)
-        the_plan = plan(config, reprocess=args.reprocess)
+        the_plan = plan(config, reprocess=args.reprocess, keep_failed=args.keep_failed)
     except (ConfigError, SweepError) as exc:
         return fail(str(exc))
+    retried = _retried(the_plan.retried)
     if args.dry_run:
+        from triage.pipeline.sources import printable
+
         for obj, fleet in the_plan.todo:
-            print(f"{fleet.name}\t{obj.size}\t{obj.url}")
-        log(f"{len(the_plan.todo)} to analyse, {len(the_plan.skipped)} already in the dataset")
+            print(f"{fleet.name}\t{obj.size}\t{printable(obj.url)}")
+        log(
+            f"{len(the_plan.todo)} to analyse{retried}, {len(the_plan.skipped)} already in "
+            "the dataset"
+        )
         return 0
     from triage.pipeline.sink import ParquetSink
 
@@ -318,6 +331,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"nothing new to analyse: {len(the_plan.skipped)} cores already in "
             f"{config.output.dataset}"
         )
+        try:  # failed rows a stopped sweep replaced but could not remove yet
+            replace_failures(config, the_plan, {})
+        except SweepError as exc:
+            return fail(str(exc))
         return 0
     # pyarrow and the Arrow schema are needed only when rows are written; import and build
     # them while the cluster starts its workers (this process waits then), not before: the
@@ -328,7 +345,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         with dask_client(config) as client:
             log(
-                f"sweep {info.sweep_id}: {len(the_plan.todo)} cores to analyse, "
+                f"sweep {info.sweep_id}: {len(the_plan.todo)} cores to analyse{retried}, "
                 f"{len(the_plan.skipped)} already in {config.output.dataset}"
             )
             dashboard = dashboard_link(client)
@@ -341,10 +358,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 Progress(len(the_plan.todo)) as progress,
             ):
                 summary = execute(client, the_plan, info, sink, config, progress.update)
+        replace_failures(config, the_plan, summary.written)
     except SweepError as exc:
         return fail(str(exc))
     print_summary(summary)
     return 0
+
+
+def _retried(count: int) -> str:
+    """What the sweep's first line says of the failed analyses it retries."""
+    if not count:
+        return ""
+    return f" ({count} of them failed before and are retried; --keep-failed keeps them)"
 
 
 def _prepare_writer() -> None:

@@ -15,13 +15,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from triage.pipeline import forkserver
 from triage.pipeline.config import Fleet, SweepConfig
 from triage.pipeline.sources import CoreObject, list_sources
 from triage.pipeline.task import Row, SweepInfo, lost_record, sweep_task
 from triage.signature import SIGNATURE_VERSION
+
+if TYPE_CHECKING:
+    from triage.pipeline.sink import IndexRow
 
 
 class SweepError(Exception):
@@ -37,6 +40,10 @@ class Plan:
     signature_version: int = SIGNATURE_VERSION
     """The version of the signatures new rows get: the dataset's own when it holds only an
     older one (its groups stay comparable until `triage regroup`), else the current one."""
+    retried: int = 0
+    """How many of `todo` are in the dataset already, as failed analyses, analysed again."""
+    index: list[IndexRow] = field(default_factory=list)
+    """Where each row of the dataset was when the sweep started (`sink.dataset_index`)."""
 
 
 @dataclass
@@ -49,6 +56,8 @@ class Summary:
     analysed: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    written: dict[str, str] = field(default_factory=dict)
+    """core_id -> sweep_id of every row written."""
 
     @property
     def failed(self) -> int:
@@ -73,32 +82,68 @@ def new_sweep_info(
     )
 
 
-def plan(config: SweepConfig, *, reprocess: bool = False) -> Plan:
-    """List the sources and the dataset; SourceError/SinkError-like problems raise SweepError."""
-    from triage.pipeline.sink import existing_ids, signature_versions
+def plan(config: SweepConfig, *, reprocess: bool = False, keep_failed: bool = False) -> Plan:
+    """List the sources and the dataset; SourceError/SinkError-like problems raise SweepError.
+
+    A core already in the dataset is skipped, unless `reprocess`, or its latest row is a
+    failed analysis (a status other than ok and not_core) and not `keep_failed`."""
+    from triage.pipeline.sink import (
+        FINAL_STATUSES,
+        dataset_index,
+        latest_statuses,
+        signature_versions,
+    )
     from triage.pipeline.sources import SourceError
 
     try:
         objects = list(list_sources(config.sources, config.storage_options))
     except SourceError as exc:
         raise SweepError(str(exc)) from None
-    done: set[str] = set()
+    index: list[IndexRow] = []
     versions: set[int] = set()
     if config.output is not None:
         try:
-            if not reprocess:
-                done = existing_ids(config.output.dataset, config.storage_options)
+            index = dataset_index(config.output.dataset, config.storage_options)
             versions = signature_versions(config.output.dataset, config.storage_options)
         except Exception as exc:  # pyarrow/fsspec raise many kinds
             raise SweepError(
                 f"cannot read the output dataset {config.output.dataset}: {_one_line(exc)}"
             ) from None
-    todo, skipped = [], []
+    statuses = {} if reprocess else latest_statuses(index)
+    todo, skipped, retried = [], [], 0
     for obj in objects:
         pair = (obj, config.fleet_for(obj.url))
-        (skipped if obj.core_id in done else todo).append(pair)
+        status = statuses.get(obj.core_id)
+        if status is None:
+            todo.append(pair)
+        elif status in FINAL_STATUSES or keep_failed:
+            skipped.append(pair)
+        else:
+            todo.append(pair)
+            retried += 1
     older = versions and max(versions) < SIGNATURE_VERSION
-    return Plan(todo, skipped, max(versions) if older else SIGNATURE_VERSION)
+    version = max(versions) if older else SIGNATURE_VERSION
+    return Plan(todo, skipped, version, retried, index)
+
+
+def replace_failures(config: SweepConfig, plan_: Plan, written: dict[str, str]) -> int:
+    """Remove the failed rows that newer rows replace: those of the cores this sweep wrote
+    again (`written`: core_id -> sweep_id), and any a sweep stopped before it could remove
+    them. A rerun leaves one row per core, unless --reprocess kept several analyses."""
+    from triage.pipeline.sink import remove_rows, superseded_failures
+
+    assert config.output is not None
+    stale = superseded_failures(plan_.index, written)
+    if not stale:
+        return 0
+    try:
+        return remove_rows(config.output.dataset, stale, config.storage_options)
+    except Exception as exc:  # fsspec/pyarrow: one line; the new rows are written already
+        raise SweepError(
+            f"the sweep's rows are written, but the failed rows they replace could not be "
+            f"removed from {config.output.dataset} ({_one_line(exc)}); the next sweep "
+            "removes them"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -302,6 +347,7 @@ def execute(
             sink.add(row)
             summary.analysed += 1
             summary.statuses[row["status"]] += 1
+            summary.written[row["core_id"]] = row["sweep_id"]
             on_record(row)
     sink.flush()
     summary.seconds = time.perf_counter() - started
