@@ -208,15 +208,34 @@ def storage_options_from(config_path: str | None) -> dict[str, Any]:
 def cmd_groups(args: argparse.Namespace) -> int:
     from triage.pipeline import groups
     from triage.pipeline.config import ConfigError
+    from triage.pipeline.filters import (
+        FilterError,
+        check_fleet,
+        check_range,
+        check_sweeps,
+        parse_date,
+        parse_signal,
+    )
     from triage.render import use_color
 
     try:
-        result = groups.compute_groups(
-            args.dataset,
-            storage_options_from(args.config),
-            groups.Filters(args.fleet, args.since, args.until, args.signal),
-            sweeps=args.sweeps,
+        filters = groups.Filters(
+            args.fleet,
+            parse_date("--since", args.since),
+            parse_date("--until", args.until),
+            parse_signal(args.signal),
         )
+        check_range(filters.since, filters.until)
+        check_sweeps(args.sweeps)
+    except FilterError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    try:
+        options = storage_options_from(args.config)
+        if args.fleet is not None:
+            check_fleet(args.fleet, groups.dataset_fleets(args.dataset, options), args.dataset)
+        result = groups.compute_groups(args.dataset, options, filters, sweeps=args.sweeps)
+    except FilterError as exc:
+        return fail(str(exc), EXIT_USAGE)
     except (ConfigError, FileNotFoundError) as exc:
         return fail(str(exc))
     except Exception as exc:  # duckdb/fsspec errors: one line, never a traceback
@@ -384,9 +403,14 @@ def log(message: str) -> None:
     print(f"triage: {message}", file=sys.stderr, flush=True)
 
 
-def fail(message: str) -> int:
+#: Exit status of a usage error (a bad option value), as argparse gives.
+EXIT_USAGE = 2
+
+
+def fail(message: str, status: int = 1) -> int:
+    """Say `message` on one line of stderr; returns `status` (1: the command failed)."""
     print("triage: error: " + " ".join(message.split()), file=sys.stderr)
-    return 1
+    return status
 
 
 class Progress:
