@@ -167,7 +167,9 @@ def add_regroup_parser(sub: Any) -> None:
         "row (its frames and signal), with each fleet's signature rules from --config, as "
         "the current signature version (or --signature-version), and rewrite the files in "
         "place (each replaced atomically). Moves a dataset of version-1 signatures to "
-        "version 2.",
+        "version 2. The rows of a fleet --config does not list keep their signatures (the "
+        "dataset does not store the rules they were made with), except to change version, "
+        "with the default rules; the default fleet has the default rules.",
     )
     p.add_argument("dataset", metavar="DATASET")
     p.add_argument("--config", metavar="FILE", help="fleets (signature rules), storage_options")
@@ -178,20 +180,30 @@ def add_regroup_parser(sub: Any) -> None:
         default=SIGNATURE_VERSION,
         help=f"the signature version to compute (default: {SIGNATURE_VERSION}, the current)",
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print, per fleet, how many rows and groups would change; write nothing",
+    )
     p.set_defaults(func=cmd_regroup)
 
 
 def cmd_regroup(args: argparse.Namespace) -> int:
     from triage.pipeline.config import ConfigError, SweepConfig, load_config
-    from triage.pipeline.regroup import describe, regroup
+    from triage.pipeline.regroup import describe, describe_fleets, regroup, warnings
 
     try:
         config = load_config(args.config) if args.config else SweepConfig()
-        summary = regroup(args.dataset, config, args.signature_version)
+        summary = regroup(args.dataset, config, args.signature_version, dry_run=args.dry_run)
     except ConfigError as exc:
         return fail(str(exc))
     except Exception as exc:  # fsspec/pyarrow: one line
         return fail(f"cannot regroup {args.dataset}: {exc}")
+    if args.dry_run:
+        for line in describe_fleets(summary):
+            print(line)
+    for line in warnings(summary):
+        log(f"warning: {line}")
     log(describe(summary))
     return 0
 
