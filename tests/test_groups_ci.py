@@ -1063,3 +1063,41 @@ def test_ci_names_the_pytest_test(run_triage, tmp_path: Path, job: Path) -> None
     assert len(rows) == 1
     assert rows[0][:3] == ["NEW", "`test_x.py::test_boom`", "SIGSEGV"]
     assert rows[0][4] == "`libc.so!strlen`"
+
+
+@pytest.mark.parametrize(
+    ("option", "target", "problem"),
+    [
+        ("--junit", "missing/dir/x.xml", "directory {tmp}/missing/dir does not exist"),
+        ("--json", "", "it is a directory; give a file name"),
+        ("--markdown", "missing/summary.md", "directory {tmp}/missing does not exist"),
+        ("$GITHUB_STEP_SUMMARY", "gone/summary.md", "directory {tmp}/gone does not exist"),
+    ],
+    ids=["junit", "json-directory", "markdown", "step-summary"],
+)
+def test_ci_output_it_cannot_write(
+    run_triage, tmp_path: Path, job: Path, crashes: Crashes, option: str, target: str, problem: str
+) -> None:
+    """Exit 3 ("triage failed"), never 1 ("crashes found"), in one line, before analysing."""
+    core_dir(job, core=crashes.a1)
+    path = str(tmp_path / target) if target else str(tmp_path)
+    if option.startswith("$"):
+        args, env = [], {**NO_SUMMARY, "GITHUB_STEP_SUMMARY": path}
+    else:
+        args, env = [option, path], NO_SUMMARY
+    rc, out, err = run_triage("ci", str(job), *args, env=env)
+    assert (rc, out) == (3, "")
+    assert err.splitlines() == [
+        f"triage: error: cannot write {option} {path}: {problem.format(tmp=tmp_path)}"
+    ]
+
+
+def test_ci_help_documents_the_exit_statuses(run_triage) -> None:
+    rc, out, _err = run_triage("ci", "--help")
+    assert rc == 0
+    text = " ".join(out.split())
+    assert (
+        "Exit status: 0 nothing to fail on, 1 crashes to fail on (see --fail-on), 2 usage "
+        "error, 3 triage itself failed: it could not read the cores or the baseline, or write "
+        "an output (--junit, --json, --markdown, $GITHUB_STEP_SUMMARY)."
+    ) in text

@@ -87,7 +87,8 @@ def add_ci_parser(sub: Any) -> None:
         "its stack and signature, say which are known and which are new against the "
         "baseline, write a Markdown summary (to $GITHUB_STEP_SUMMARY when set) and JUnit "
         "XML. Exit status: 0 nothing to fail on, 1 crashes to fail on (see --fail-on), "
-        "2 usage error, 3 triage could not read the cores or the baseline.",
+        "2 usage error, 3 triage itself failed: it could not read the cores or the baseline, "
+        "or write an output (--junit, --json, --markdown, $GITHUB_STEP_SUMMARY).",
     )
     p.add_argument("core_dir", metavar="CORE_DIR")
     p.add_argument(
@@ -125,6 +126,10 @@ def cmd_ci(args: argparse.Namespace) -> int:
     from triage.pipeline.config import ConfigError
     from triage.render import use_color
 
+    outputs = _ci_outputs(args)
+    problem = next(filter(None, (_unwritable(option, path) for option, path in outputs)), None)
+    if problem:  # before the analysis, which may take long
+        return fail(problem, ci.EXIT_TRIAGE_FAILED)
     try:
         paths = ci.find_cores(args.core_dir)
         known = (
@@ -140,16 +145,24 @@ def cmd_ci(args: argparse.Namespace) -> int:
     )
     ci.print_crashes(crashes, color=use_color(sys.stdout, args.no_color), native=args.native)
     summary = ci.markdown(crashes, args.fail_on, args.baseline)
-    targets = [args.markdown, os.environ.get("GITHUB_STEP_SUMMARY")]
-    for target in filter(None, targets):
-        with open(target, "a", encoding="utf-8") as f:
-            f.write(summary)
-    if args.junit:
-        with open(args.junit, "wb") as f:
-            f.write(ci.junit(crashes, args.fail_on))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            f.write(ci.to_json(crashes) + "\n")
+    contents = {
+        "--markdown": (summary.encode(), "ab"),
+        "$GITHUB_STEP_SUMMARY": (summary.encode(), "ab"),
+        "--junit": (ci.junit(crashes, args.fail_on), "wb"),
+        "--json": ((ci.to_json(crashes) + "\n").encode(), "wb"),
+    }
+    status = None
+    for option, target in outputs:
+        data, mode = contents[option]
+        try:
+            with open(target, mode) as f:
+                f.write(data)
+        except OSError as exc:
+            status = fail(
+                f"cannot write {option} {target}: {exc.strerror or exc}", ci.EXIT_TRIAGE_FAILED
+            )
+    if status is not None:
+        return status
     failing = ci.failing(crashes, args.fail_on)
     new = sum(not c.known for c in crashes)
     log(
@@ -157,6 +170,29 @@ def cmd_ci(args: argparse.Namespace) -> int:
         f"failing on {args.fail_on}: {len(failing)}"
     )
     return ci.EXIT_CRASHES if failing else ci.EXIT_OK
+
+
+def _ci_outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(option, path) of every file `triage ci` writes."""
+    given = [
+        ("--markdown", args.markdown),
+        ("$GITHUB_STEP_SUMMARY", os.environ.get("GITHUB_STEP_SUMMARY")),
+        ("--junit", args.junit),
+        ("--json", args.json),
+    ]
+    return [(option, path) for option, path in given if path]
+
+
+def _unwritable(option: str, path: str) -> str | None:
+    """Why `path` cannot be written, found without writing it (None: it may be)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"cannot write {option} {path}: it is a directory; give a file name"
+    if not os.path.isdir(directory):
+        return f"cannot write {option} {path}: directory {directory} does not exist"
+    if not os.access(directory, os.W_OK) and not os.access(path, os.W_OK):
+        return f"cannot write {option} {path}: permission denied"
+    return None
 
 
 def add_regroup_parser(sub: Any) -> None:
