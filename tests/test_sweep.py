@@ -1014,8 +1014,10 @@ def test_rerun_of_a_local_directory_exits_zero(installed_cores, cluster, tmp_pat
 
 
 def test_reprocess_appends_a_new_sweep(fleets: Fleets, fleet_runs: FleetRuns, cluster, tmp_path):
-    """--reprocess analyses everything again and APPENDS: every core then has two rows, one per
-    sweep_id (today's behaviour, asserted so that changing it is deliberate)."""
+    """--reprocess analyses everything again and APPENDS: every analysed core then has two
+    rows, one per sweep_id; a failed analysis is replaced by the new one (the two relocated
+    cores, python_binary_not_found both times, keep their second row only). Asserted so that
+    changing it is deliberate."""
     root = tmp_path / "dataset"
     shutil.copytree(fleet_runs.without_roots_dir, root)
     before = dataset_files(root)
@@ -1038,12 +1040,17 @@ def test_reprocess_appends_a_new_sweep(fleets: Fleets, fleet_runs: FleetRuns, cl
         + [f"fleet={f}/sweep_date={day}/part-{second_id}-0.parquet" for f in ("fleet-a", "fleet-b")]
     )
     rows = records(str(root))
-    assert len(rows) == 12
-    assert Counter(r.sweep_id for r in rows) == {first_id: 6, second_id: 6}
-    assert Counter(r.core_id for r in rows) == {c.core_id: 2 for c in fleets.cores}
+    assert len(rows) == 10
+    assert Counter(r.sweep_id for r in rows) == {first_id: 4, second_id: 6}
+    assert Counter(r.core_id for r in rows) == {
+        c.core_id: 1 if c.relocation else 2 for c in fleets.cores
+    }
     old = {r.core_id: _comparable(r) for r in rows if r.sweep_id == first_id}
     new = {r.core_id: _comparable(r) for r in rows if r.sweep_id == second_id}
-    assert new == old
+    assert {k: v for k, v in new.items() if k in old} == old
+    assert {k: v[2] for k, v in new.items() if k not in old} == {
+        c.core_id: "python_binary_not_found" for c in fleets.cores if c.relocation
+    }
 
 
 # --------------------------------------------------------------------------------------------
