@@ -1002,7 +1002,7 @@ def test_command_errors_are_one_line(tmp_path):
     assert result.stderr == f"triage: error: configuration file {tmp_path / 'c'} does not exist\n"
 
     result = _triage("dashboard", str(missing), "-o", str(out), "--sweeps", "0")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error
     assert result.stderr == "triage: error: --sweeps must be at least 1, not 0\n"
 
 

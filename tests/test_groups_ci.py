@@ -490,6 +490,15 @@ def _mtimes(dataset: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in dataset.rglob("*") if p.is_file()}
 
 
+#: What regroup says of fleet batch, which REGROUP_TOML does not list.
+BATCH_KEPT = (
+    "triage: warning: fleet(s) batch of the dataset are not in the configuration: their rows "
+    "keep the signatures they have (the dataset does not store the rules they were made "
+    "with); list them under [[fleets]] in --config, with their signature rules, to regroup "
+    "them"
+)
+
+
 def test_regroup_after_rule_change(
     run_triage, tmp_path: Path, dataset: Path, records: dict[str, SweepRecord], crashes: Crashes
 ) -> None:
@@ -503,7 +512,8 @@ def test_regroup_after_rule_change(
     rc, _out, err = run_triage("regroup", str(data), "--config", str(config))
     assert rc == 0, err
     assert err.splitlines() == [
-        "triage: regrouped 4 rows in 4 files as signature version 2: 2 signatures changed"
+        BATCH_KEPT,
+        "triage: regrouped 4 rows in 4 files as signature version 2: 2 signatures changed",
     ]
 
     after = {_key(r): r for r in read_records(str(data))}
@@ -543,7 +553,8 @@ def test_regroup_after_rule_change(
     rc, _out, err = run_triage("regroup", str(data), "--config", str(config))
     assert rc == 0, err
     assert err.splitlines() == [
-        "triage: regrouped 4 rows in 4 files as signature version 2: 0 signatures changed"
+        BATCH_KEPT,
+        "triage: regrouped 4 rows in 4 files as signature version 2: 0 signatures changed",
     ]
     assert _mtimes(data) == mtimes
     assert {_key(r): r for r in read_records(str(data))} == after
@@ -582,7 +593,11 @@ def test_regroup_moves_a_version_1_dataset_to_version_2(
     rc, _out, err = run_triage("regroup", str(data))
     assert rc == 0, err
     assert err.splitlines() == [
-        "triage: regrouped 4 rows in 4 files as signature version 2: 4 signatures changed"
+        "triage: warning: fleet(s) batch, web of the dataset are not in the configuration: "
+        "their rows of another signature version were recomputed as version 2 with the "
+        "default rules; if they had rules of their own, list them under [[fleets]] in "
+        "--config and regroup again",
+        "triage: regrouped 4 rows in 4 files as signature version 2: 4 signatures changed",
     ]
     after = {r.core_id: r for r in read_records(str(data))}
     assert signature_versions(str(data)) == {2}
@@ -606,6 +621,56 @@ def test_regroup_moves_a_version_1_dataset_to_version_2(
     rc, _out, err = run_triage("regroup", str(fresh))
     assert rc == 0, err
     assert err.splitlines()[-1].endswith(": 0 signatures changed")
+
+
+def test_regroup_dry_run_writes_nothing(
+    run_triage, tmp_path: Path, dataset: Path, crashes: Crashes
+) -> None:
+    """Per fleet: rows that change signature, groups that move; no file touched."""
+    data = tmp_path / "dataset"
+    shutil.copytree(dataset, data)
+    config = tmp_path / "rules.toml"
+    config.write_text(REGROUP_TOML)
+    mtimes = _mtimes(data)
+    rc, out, err = run_triage("regroup", str(data), "--config", str(config), "--dry-run")
+    assert rc == 0, err
+    assert out.splitlines() == [
+        "fleet batch: 0 of 2 rows change signature; 0 groups move, into 0 groups; "
+        "2 rows kept (fleet not in the configuration)",
+        "fleet web: 2 of 2 rows change signature; 2 groups move, into 2 groups",
+    ]
+    assert err.splitlines() == [
+        BATCH_KEPT,
+        "triage: would regroup 4 rows in 4 files as signature version 2: 2 signatures would "
+        "change; nothing written",
+    ]
+    assert _mtimes(data) == mtimes
+
+
+def test_regroup_without_config_keeps_the_fleets_signatures(
+    run_triage, tmp_path: Path, dataset: Path, records: dict[str, SweepRecord]
+) -> None:
+    """Rules once given to fleet web (REGROUP_TOML) are not undone by a regroup without
+    --config: the dataset does not say what they were, so web's rows keep their signatures."""
+    data = tmp_path / "dataset"
+    shutil.copytree(dataset, data)
+    config = tmp_path / "rules.toml"
+    config.write_text(REGROUP_TOML)
+    rc, _out, err = run_triage("regroup", str(data), "--config", str(config))
+    assert rc == 0, err
+    regrouped = {_key(r): r.report.signature for r in read_records(str(data))}
+    mtimes = _mtimes(data)
+    rc, _out, err = run_triage("regroup", str(data))
+    assert rc == 0, err
+    assert err.splitlines() == [
+        "triage: warning: fleet(s) batch, web of the dataset are not in the configuration: "
+        "their rows keep the signatures they have (the dataset does not store the rules they "
+        "were made with); list them under [[fleets]] in --config, with their signature "
+        "rules, to regroup them",
+        "triage: regrouped 4 rows in 4 files as signature version 2: 0 signatures changed",
+    ]
+    assert {_key(r): r.report.signature for r in read_records(str(data))} == regrouped
+    assert _mtimes(data) == mtimes
 
 
 def test_sweep_task_computes_the_datasets_version(crashes: Crashes) -> None:
@@ -998,3 +1063,41 @@ def test_ci_names_the_pytest_test(run_triage, tmp_path: Path, job: Path) -> None
     assert len(rows) == 1
     assert rows[0][:3] == ["NEW", "`test_x.py::test_boom`", "SIGSEGV"]
     assert rows[0][4] == "`libc.so!strlen`"
+
+
+@pytest.mark.parametrize(
+    ("option", "target", "problem"),
+    [
+        ("--junit", "missing/dir/x.xml", "directory {tmp}/missing/dir does not exist"),
+        ("--json", "", "it is a directory; give a file name"),
+        ("--markdown", "missing/summary.md", "directory {tmp}/missing does not exist"),
+        ("$GITHUB_STEP_SUMMARY", "gone/summary.md", "directory {tmp}/gone does not exist"),
+    ],
+    ids=["junit", "json-directory", "markdown", "step-summary"],
+)
+def test_ci_output_it_cannot_write(
+    run_triage, tmp_path: Path, job: Path, crashes: Crashes, option: str, target: str, problem: str
+) -> None:
+    """Exit 3 ("triage failed"), never 1 ("crashes found"), in one line, before analysing."""
+    core_dir(job, core=crashes.a1)
+    path = str(tmp_path / target) if target else str(tmp_path)
+    if option.startswith("$"):
+        args, env = [], {**NO_SUMMARY, "GITHUB_STEP_SUMMARY": path}
+    else:
+        args, env = [option, path], NO_SUMMARY
+    rc, out, err = run_triage("ci", str(job), *args, env=env)
+    assert (rc, out) == (3, "")
+    assert err.splitlines() == [
+        f"triage: error: cannot write {option} {path}: {problem.format(tmp=tmp_path)}"
+    ]
+
+
+def test_ci_help_documents_the_exit_statuses(run_triage) -> None:
+    rc, out, _err = run_triage("ci", "--help")
+    assert rc == 0
+    text = " ".join(out.split())
+    assert (
+        "Exit status: 0 nothing to fail on, 1 crashes to fail on (see --fail-on), 2 usage "
+        "error, 3 triage itself failed: it could not read the cores or the baseline, or write "
+        "an output (--junit, --json, --markdown, $GITHUB_STEP_SUMMARY)."
+    ) in text

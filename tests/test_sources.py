@@ -262,14 +262,21 @@ def test_core_id_changes_with_the_file(fresh_tree: Path) -> None:
     assert core_id(url, 11, None, "2025-11-24T16:01:40Z") == after_write[url]
 
 
-def test_local_symlink_to_a_file_is_listed_and_fifo_is_not(fresh_tree: Path) -> None:
+def test_local_symlink_to_a_file_is_listed_and_a_fifo_with_its_problem(fresh_tree: Path) -> None:
+    """A link to a file stands for it; a FIFO is listed marked as no file to open (its row
+    says so), a link to a directory is not followed."""
     os.symlink(fresh_tree / NESTED, fresh_tree / "nested" / "link-to-core")
+    os.symlink(fresh_tree / "nested" / "deeper", fresh_tree / "nested" / "link-to-dir")
     os.mkfifo(fresh_tree / "nested" / "a-fifo")
-    urls = [o.url for o in list_sources([str(fresh_tree / "nested")])]
-    assert urls == [
-        str(fresh_tree / "nested" / "deeper" / "core.1234"),
-        str(fresh_tree / "nested" / "link-to-core"),
-    ]
+    listed = {o.url: o.problem for o in list_sources([str(fresh_tree / "nested")])}
+    assert listed == {
+        str(fresh_tree / "nested" / "a-fifo"): (
+            "not_core",
+            "a FIFO (named pipe), not a file that can hold a core",
+        ),
+        str(fresh_tree / "nested" / "deeper" / "core.1234"): None,
+        str(fresh_tree / "nested" / "link-to-core"): None,
+    }
 
 
 # --------------------------------------------------------------------------------------------

@@ -191,13 +191,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_ERROR
+        return _failure_status(args.command)
     except MemoryError:
-        _error_line(
+        _error_line(_out_of_memory(args.command))
+        return _failure_status(args.command)
+
+
+def _failure_status(command: str) -> int:
+    """The exit status of a command that could not do its job: 1, except for `triage ci`,
+    whose 1 means "crashes to fail on" (3: triage itself failed)."""
+    return 3 if command == "ci" else EXIT_ERROR
+
+
+def _out_of_memory(command: str) -> str:
+    """What to say when `command` ran out of memory: only `triage core` has a core to blame."""
+    if command == "core":
+        return (
             "out of memory; give triage more memory (ulimit -v / -d) or analyse this core "
             "on a bigger machine"
         )
-        return EXIT_ERROR
+    return (
+        f"out of memory in `triage {command}` itself (not in the analysis of a core); give it "
+        "more memory (ulimit -v / -d), and check the addresses it was given"
+    )
 
 
 def run() -> NoReturn:

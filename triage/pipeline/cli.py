@@ -39,9 +39,22 @@ def add_parser(sub: Any) -> None:
         default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
         help="an existing Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else embedded)",
     )
+    p.add_argument(
+        "--wait-for-workers",
+        type=float,
+        metavar="SECONDS",
+        help="how long an existing scheduler may have no workers before the sweep gives up "
+        "(default 60)",
+    )
     p.add_argument("--workers", type=int, metavar="N", help="embedded cluster worker processes")
     p.add_argument("--time-limit", type=float, metavar="SECONDS", help="per core (default 300)")
     p.add_argument("--reprocess", action="store_true", help="analyse cores already in the dataset")
+    p.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="do not analyse again the cores whose analysis failed before (by default they "
+        "are, and the new row replaces the failed one)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list what would be analysed, and stop")
     p.set_defaults(func=cmd_sweep)
 
@@ -74,7 +87,8 @@ def add_ci_parser(sub: Any) -> None:
         "its stack and signature, say which are known and which are new against the "
         "baseline, write a Markdown summary (to $GITHUB_STEP_SUMMARY when set) and JUnit "
         "XML. Exit status: 0 nothing to fail on, 1 crashes to fail on (see --fail-on), "
-        "2 usage error, 3 triage could not read the cores or the baseline.",
+        "2 usage error, 3 triage itself failed: it could not read the cores or the baseline, "
+        "or write an output (--junit, --json, --markdown, $GITHUB_STEP_SUMMARY).",
     )
     p.add_argument("core_dir", metavar="CORE_DIR")
     p.add_argument(
@@ -112,6 +126,10 @@ def cmd_ci(args: argparse.Namespace) -> int:
     from triage.pipeline.config import ConfigError
     from triage.render import use_color
 
+    outputs = _ci_outputs(args)
+    problem = next(filter(None, (_unwritable(option, path) for option, path in outputs)), None)
+    if problem:  # before the analysis, which may take long
+        return fail(problem, ci.EXIT_TRIAGE_FAILED)
     try:
         paths = ci.find_cores(args.core_dir)
         known = (
@@ -127,16 +145,24 @@ def cmd_ci(args: argparse.Namespace) -> int:
     )
     ci.print_crashes(crashes, color=use_color(sys.stdout, args.no_color), native=args.native)
     summary = ci.markdown(crashes, args.fail_on, args.baseline)
-    targets = [args.markdown, os.environ.get("GITHUB_STEP_SUMMARY")]
-    for target in filter(None, targets):
-        with open(target, "a", encoding="utf-8") as f:
-            f.write(summary)
-    if args.junit:
-        with open(args.junit, "wb") as f:
-            f.write(ci.junit(crashes, args.fail_on))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            f.write(ci.to_json(crashes) + "\n")
+    contents = {
+        "--markdown": (summary.encode(), "ab"),
+        "$GITHUB_STEP_SUMMARY": (summary.encode(), "ab"),
+        "--junit": (ci.junit(crashes, args.fail_on), "wb"),
+        "--json": ((ci.to_json(crashes) + "\n").encode(), "wb"),
+    }
+    status = None
+    for option, target in outputs:
+        data, mode = contents[option]
+        try:
+            with open(target, mode) as f:
+                f.write(data)
+        except OSError as exc:
+            status = fail(
+                f"cannot write {option} {target}: {exc.strerror or exc}", ci.EXIT_TRIAGE_FAILED
+            )
+    if status is not None:
+        return status
     failing = ci.failing(crashes, args.fail_on)
     new = sum(not c.known for c in crashes)
     log(
@@ -144,6 +170,29 @@ def cmd_ci(args: argparse.Namespace) -> int:
         f"failing on {args.fail_on}: {len(failing)}"
     )
     return ci.EXIT_CRASHES if failing else ci.EXIT_OK
+
+
+def _ci_outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(option, path) of every file `triage ci` writes."""
+    given = [
+        ("--markdown", args.markdown),
+        ("$GITHUB_STEP_SUMMARY", os.environ.get("GITHUB_STEP_SUMMARY")),
+        ("--junit", args.junit),
+        ("--json", args.json),
+    ]
+    return [(option, path) for option, path in given if path]
+
+
+def _unwritable(option: str, path: str) -> str | None:
+    """Why `path` cannot be written, found without writing it (None: it may be)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"cannot write {option} {path}: it is a directory; give a file name"
+    if not os.path.isdir(directory):
+        return f"cannot write {option} {path}: directory {directory} does not exist"
+    if not os.access(directory, os.W_OK) and not os.access(path, os.W_OK):
+        return f"cannot write {option} {path}: permission denied"
+    return None
 
 
 def add_regroup_parser(sub: Any) -> None:
@@ -154,7 +203,9 @@ def add_regroup_parser(sub: Any) -> None:
         "row (its frames and signal), with each fleet's signature rules from --config, as "
         "the current signature version (or --signature-version), and rewrite the files in "
         "place (each replaced atomically). Moves a dataset of version-1 signatures to "
-        "version 2.",
+        "version 2. The rows of a fleet --config does not list keep their signatures (the "
+        "dataset does not store the rules they were made with), except to change version, "
+        "with the default rules; the default fleet has the default rules.",
     )
     p.add_argument("dataset", metavar="DATASET")
     p.add_argument("--config", metavar="FILE", help="fleets (signature rules), storage_options")
@@ -165,20 +216,30 @@ def add_regroup_parser(sub: Any) -> None:
         default=SIGNATURE_VERSION,
         help=f"the signature version to compute (default: {SIGNATURE_VERSION}, the current)",
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print, per fleet, how many rows and groups would change; write nothing",
+    )
     p.set_defaults(func=cmd_regroup)
 
 
 def cmd_regroup(args: argparse.Namespace) -> int:
     from triage.pipeline.config import ConfigError, SweepConfig, load_config
-    from triage.pipeline.regroup import describe, regroup
+    from triage.pipeline.regroup import describe, describe_fleets, regroup, warnings
 
     try:
         config = load_config(args.config) if args.config else SweepConfig()
-        summary = regroup(args.dataset, config, args.signature_version)
+        summary = regroup(args.dataset, config, args.signature_version, dry_run=args.dry_run)
     except ConfigError as exc:
         return fail(str(exc))
     except Exception as exc:  # fsspec/pyarrow: one line
         return fail(f"cannot regroup {args.dataset}: {exc}")
+    if args.dry_run:
+        for line in describe_fleets(summary):
+            print(line)
+    for line in warnings(summary):
+        log(f"warning: {line}")
     log(describe(summary))
     return 0
 
@@ -195,15 +256,34 @@ def storage_options_from(config_path: str | None) -> dict[str, Any]:
 def cmd_groups(args: argparse.Namespace) -> int:
     from triage.pipeline import groups
     from triage.pipeline.config import ConfigError
+    from triage.pipeline.filters import (
+        FilterError,
+        check_fleet,
+        check_range,
+        check_sweeps,
+        parse_date,
+        parse_signal,
+    )
     from triage.render import use_color
 
     try:
-        result = groups.compute_groups(
-            args.dataset,
-            storage_options_from(args.config),
-            groups.Filters(args.fleet, args.since, args.until, args.signal),
-            sweeps=args.sweeps,
+        filters = groups.Filters(
+            args.fleet,
+            parse_date("--since", args.since),
+            parse_date("--until", args.until),
+            parse_signal(args.signal),
         )
+        check_range(filters.since, filters.until)
+        check_sweeps(args.sweeps)
+    except FilterError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    try:
+        options = storage_options_from(args.config)
+        if args.fleet is not None:
+            check_fleet(args.fleet, groups.dataset_fleets(args.dataset, options), args.dataset)
+        result = groups.compute_groups(args.dataset, options, filters, sweeps=args.sweeps)
+    except FilterError as exc:
+        return fail(str(exc), EXIT_USAGE)
     except (ConfigError, FileNotFoundError) as exc:
         return fail(str(exc))
     except Exception as exc:  # duckdb/fsspec errors: one line, never a traceback
@@ -236,6 +316,8 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
         ex["workers"] = args.workers
     if args.time_limit is not None:
         ex["time_limit"] = args.time_limit
+    if args.wait_for_workers is not None:
+        ex["wait_for_workers"] = args.wait_for_workers
     fleets = raw.setdefault("fleets", [])
     for item in args.fleet_root:
         name, sep, root = item.partition("=")
@@ -252,6 +334,13 @@ def build_config(args: argparse.Namespace) -> SweepConfig:
             fleets.append(match)
         match.setdefault("lib_search_root", []).append(root)
     config = validate_config(raw, args.config or "command line")
+    if config.execution.scheduler:
+        from triage.pipeline.scheduler import SchedulerError, check_address
+
+        try:
+            check_address(config.execution.scheduler)
+        except SchedulerError as exc:
+            raise ConfigError(str(exc)) from None
     if not config.sources:
         raise ConfigError("nothing to sweep: give SOURCE arguments or `sources` in --config")
     if config.output is None and not args.dry_run:
@@ -275,17 +364,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         execute,
         new_sweep_info,
         plan,
+        replace_failures,
     )
 
     try:
         config = build_config(args)
-        the_plan = plan(config, reprocess=args.reprocess)
+        the_plan = plan(config, reprocess=args.reprocess, keep_failed=args.keep_failed)
     except (ConfigError, SweepError) as exc:
         return fail(str(exc))
+    retried = _retried(the_plan.retried)
     if args.dry_run:
+        from triage.pipeline.sources import printable
+
         for obj, fleet in the_plan.todo:
-            print(f"{fleet.name}\t{obj.size}\t{obj.url}")
-        log(f"{len(the_plan.todo)} to analyse, {len(the_plan.skipped)} already in the dataset")
+            print(f"{fleet.name}\t{obj.size}\t{printable(obj.url)}")
+        log(
+            f"{len(the_plan.todo)} to analyse{retried}, {len(the_plan.skipped)} already in "
+            "the dataset"
+        )
         return 0
     from triage.pipeline.sink import ParquetSink
 
@@ -302,6 +398,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"nothing new to analyse: {len(the_plan.skipped)} cores already in "
             f"{config.output.dataset}"
         )
+        try:  # failed rows a stopped sweep replaced but could not remove yet
+            replace_failures(config, the_plan, {})
+        except SweepError as exc:
+            return fail(str(exc))
         return 0
     # pyarrow and the Arrow schema are needed only when rows are written; import and build
     # them while the cluster starts its workers (this process waits then), not before: the
@@ -312,7 +412,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         with dask_client(config) as client:
             log(
-                f"sweep {info.sweep_id}: {len(the_plan.todo)} cores to analyse, "
+                f"sweep {info.sweep_id}: {len(the_plan.todo)} cores to analyse{retried}, "
                 f"{len(the_plan.skipped)} already in {config.output.dataset}"
             )
             dashboard = dashboard_link(client)
@@ -325,10 +425,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 Progress(len(the_plan.todo)) as progress,
             ):
                 summary = execute(client, the_plan, info, sink, config, progress.update)
+        replace_failures(config, the_plan, summary.written)
     except SweepError as exc:
         return fail(str(exc))
     print_summary(summary)
     return 0
+
+
+def _retried(count: int) -> str:
+    """What the sweep's first line says of the failed analyses it retries."""
+    if not count:
+        return ""
+    return f" ({count} of them failed before and are retried; --keep-failed keeps them)"
 
 
 def _prepare_writer() -> None:
@@ -343,9 +451,14 @@ def log(message: str) -> None:
     print(f"triage: {message}", file=sys.stderr, flush=True)
 
 
-def fail(message: str) -> int:
+#: Exit status of a usage error (a bad option value), as argparse gives.
+EXIT_USAGE = 2
+
+
+def fail(message: str, status: int = 1) -> int:
+    """Say `message` on one line of stderr; returns `status` (1: the command failed)."""
     print("triage: error: " + " ".join(message.split()), file=sys.stderr)
-    return 1
+    return status
 
 
 class Progress:

@@ -82,6 +82,8 @@ class Execution(Model):
     """Tasks submitted but not finished at once (default: 8 per worker)."""
     retries: int = Field(default=2, ge=0, le=10)
     """Times a task is retried when its worker dies."""
+    wait_for_workers: float = Field(default=60.0, gt=0)
+    """Seconds an existing scheduler may be without workers before the sweep gives up."""
 
 
 class Output(Model):

@@ -28,12 +28,12 @@ def add_dashboard_parser(sub: Any) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from triage.pipeline.cli import fail, storage_options_from
+    from triage.pipeline.cli import EXIT_USAGE, fail, storage_options_from
     from triage.pipeline.config import ConfigError
     from triage.pipeline.dashboard import build_dashboard, write_html
 
     if args.sweeps < 1:
-        return fail(f"--sweeps must be at least 1, not {args.sweeps}")
+        return fail(f"--sweeps must be at least 1, not {args.sweeps}", EXIT_USAGE)
     try:
         options = storage_options_from(args.config)
         html = build_dashboard(args.dataset, options, sweeps=args.sweeps)

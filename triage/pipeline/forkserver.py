@@ -28,9 +28,15 @@ _started = False
 def start() -> bool:
     """Start the workers' forkserver now; False where the platform has none."""
     global _started
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return False
+    from triage.pipeline.childenv import child_environment, current_directory_shadows
+
+    if "forkserver" not in multiprocessing.get_all_start_methods() or current_directory_shadows():
+        return False  # Dask spawns its workers, which take this process's sys.path
     from multiprocessing import forkserver
+
+    # The forkserver (`python -c`) and every process it forks import this triage, not a
+    # `triage` folder of the current directory (childenv).
+    os.environ.update(child_environment())
 
     # The workers log as Dask configures them when they import it. A Ctrl-C printed each
     # worker's warnings about its cancelled task, and a worker whose heartbeat meets the

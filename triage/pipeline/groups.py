@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,8 +20,8 @@ class Filters:
     until: str | None = None
     signal: str | None = None
 
-    def sql(self) -> tuple[str, list[Any]]:
-        clauses, params = ["signature_id IS NOT NULL"], []
+    def sql(self, base: str = "signature_id IS NOT NULL") -> tuple[str, list[Any]]:
+        clauses, params = [base], []
         for name, op, value in (
             ("fleet", "=", self.fleet),
             ("sweep_date", ">=", self.since),
@@ -55,11 +56,24 @@ class Group:
 
 
 @dataclass
+class Failure:
+    """The cores whose latest analysis failed with one status: in no crash group."""
+
+    status: str
+    cores: int
+    fleets: list[str]
+    example_core: str
+    example_error: str
+
+
+@dataclass
 class GroupsResult:
     sweeps: list[str]
     """The last N sweep ids, oldest first (the trend's columns)."""
     latest_sweep: str | None
     groups: list[Group]
+    failed: list[Failure] = field(default_factory=list)
+    """Failed analyses by status (neither ok nor not_core), most cores first."""
 
 
 #: One row per core (its latest analysis, in the sweep that first saw it), named for grouping.
@@ -73,9 +87,24 @@ ROWS = f"""
            {column("report.signal.name")} AS signal,
            {column("report.signature.id")} AS signature_id,
            {column("report.signature.text")} AS signature,
-           {column("report.signature.frames")} AS frames
+           {column("report.signature.frames")} AS frames,
+           {column("error_message")} AS error_message
     FROM ({{latest}})
 """
+
+#: The order that picks a group's example core: the latest sweep's, and among its cores the
+#: last by URL (a tie on the sweep alone let the example change from one run to the next).
+LATEST = "sweep_id || ' ' || url"
+
+#: Statuses that are no failed analysis (sink.FINAL_STATUSES, as SQL).
+FINAL = "('ok', 'not_core')"
+
+
+def dataset_fleets(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """The fleets the dataset at `url` holds, sorted."""
+    con, latest = connect(url, storage_options)
+    rows = ROWS.format(latest=latest)
+    return [r[0] for r in con.execute(f"SELECT DISTINCT fleet FROM ({rows}) ORDER BY 1").fetchall()]
 
 
 def compute_groups(
@@ -104,7 +133,7 @@ def compute_groups(
                list_sort(list(DISTINCT fleet)) AS fleets,
                list(DISTINCT python_version) FILTER (python_version IS NOT NULL),
                list_sort(list(DISTINCT signal) FILTER (signal IS NOT NULL)),
-               arg_max(url, sweep_id), arg_max(frames, sweep_id)
+               arg_max(url, {LATEST}), arg_max(frames, {LATEST})
         FROM ({rows}) WHERE {where}
         GROUP BY signature_id
         ORDER BY cores DESC, signature_id
@@ -147,7 +176,20 @@ def compute_groups(
         )
         for (sig, text, cores, hosts, fleets, pythons, signals, example, frames) in grouped
     ]
-    return GroupsResult(recent, latest_sweep, groups)
+    where_failed, params_failed = (filters or Filters()).sql(f"status NOT IN {FINAL}")
+    failed = [
+        Failure(status, cores, list(fleets or []), example or "", error or status)
+        for status, cores, fleets, example, error in con.execute(
+            f"""
+            SELECT status, count(*), list_sort(list(DISTINCT fleet)),
+                   arg_max(url, {LATEST}), arg_max(error_message, {LATEST})
+            FROM ({rows}) WHERE {where_failed}
+            GROUP BY status ORDER BY 2 DESC, 1
+            """,
+            params_failed,
+        ).fetchall()
+    ]
+    return GroupsResult(recent, latest_sweep, groups, failed)
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -210,22 +252,26 @@ def to_markdown(result: GroupsResult) -> str:
 
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(esc(c) for c in _cells(g)) + " |" for g in result.groups]
+    if result.failed:
+        lines += [
+            "",
+            f"{sum(f.cores for f in result.failed)} failed analyses (in no group):",
+            "",
+            "| status | cores | fleets | example core | its error |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {f.status} | {f.cores} | {esc(','.join(f.fleets))} | {esc(f.example_core)} | "
+            f"{esc(f.example_error)} |"
+            for f in result.failed
+        ]
     return "\n".join(lines) + "\n"
 
 
-def print_table(result: GroupsResult, *, color: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def print_table(result: GroupsResult, *, color: bool, width: int | None = None) -> None:
+    """The groups as a table for people (`table.render`), then the failed analyses."""
+    from triage.pipeline.table import render, terminal_width
 
-    console = Console(no_color=not color, highlight=False, soft_wrap=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 200)
-    table = Table(title=f"{len(result.groups)} signatures; latest sweep {result.latest_sweep}")
-    for col in COLUMNS:
-        table.add_column(col, overflow="fold")
-    for g in result.groups:
-        cells = _cells(g)
-        if g.new and color:
-            cells[3] = "[bold red]NEW[/]"
-        table.add_row(*cells)
-    console.print(table)
+    sys.stdout.write(
+        render(result, color=color, width=terminal_width() if width is None else width)
+    )

@@ -24,7 +24,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from triage.pipeline.childenv import child_environment
 from triage.signature import Rules
+
+#: The child's command: this module as `__main__`, imported without the current directory on
+#: sys.path (Python 3.10 has no PYTHONSAFEPATH; see childenv).
+CHILD_MAIN = (
+    "import sys; sys.path[:1] = [p for p in sys.path[:1] if p]; import runpy; "
+    "runpy.run_module('triage.pipeline.isolate', run_name='__main__', alter_sys=True)"
+)
 
 
 @dataclass
@@ -46,9 +54,10 @@ class AnalysisProcess:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _start(self) -> subprocess.Popen[bytes]:
-        env = dict(os.environ, TRIAGE_MEMORY_LIMIT_MB=str(self.memory_limit_mb))
+        env = child_environment()
+        env["TRIAGE_MEMORY_LIMIT_MB"] = str(self.memory_limit_mb)
         return subprocess.Popen(
-            [sys.executable, "-m", "triage.pipeline.isolate"],
+            [sys.executable, "-c", CHILD_MAIN],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -7,19 +7,24 @@ import contextlib
 import json
 import logging
 import secrets
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from triage.pipeline import forkserver
 from triage.pipeline.config import Fleet, SweepConfig
 from triage.pipeline.sources import CoreObject, list_sources
 from triage.pipeline.task import Row, SweepInfo, lost_record, sweep_task
 from triage.signature import SIGNATURE_VERSION
+
+if TYPE_CHECKING:
+    from triage.pipeline.sink import IndexRow
 
 
 class SweepError(Exception):
@@ -35,6 +40,10 @@ class Plan:
     signature_version: int = SIGNATURE_VERSION
     """The version of the signatures new rows get: the dataset's own when it holds only an
     older one (its groups stay comparable until `triage regroup`), else the current one."""
+    retried: int = 0
+    """How many of `todo` are in the dataset already, as failed analyses, analysed again."""
+    index: list[IndexRow] = field(default_factory=list)
+    """Where each row of the dataset was when the sweep started (`sink.dataset_index`)."""
 
 
 @dataclass
@@ -47,6 +56,8 @@ class Summary:
     analysed: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    written: dict[str, str] = field(default_factory=dict)
+    """core_id -> sweep_id of every row written."""
 
     @property
     def failed(self) -> int:
@@ -71,32 +82,68 @@ def new_sweep_info(
     )
 
 
-def plan(config: SweepConfig, *, reprocess: bool = False) -> Plan:
-    """List the sources and the dataset; SourceError/SinkError-like problems raise SweepError."""
-    from triage.pipeline.sink import existing_ids, signature_versions
+def plan(config: SweepConfig, *, reprocess: bool = False, keep_failed: bool = False) -> Plan:
+    """List the sources and the dataset; SourceError/SinkError-like problems raise SweepError.
+
+    A core already in the dataset is skipped, unless `reprocess`, or its latest row is a
+    failed analysis (a status other than ok and not_core) and not `keep_failed`."""
+    from triage.pipeline.sink import (
+        FINAL_STATUSES,
+        dataset_index,
+        latest_statuses,
+        signature_versions,
+    )
     from triage.pipeline.sources import SourceError
 
     try:
         objects = list(list_sources(config.sources, config.storage_options))
     except SourceError as exc:
         raise SweepError(str(exc)) from None
-    done: set[str] = set()
+    index: list[IndexRow] = []
     versions: set[int] = set()
     if config.output is not None:
         try:
-            if not reprocess:
-                done = existing_ids(config.output.dataset, config.storage_options)
+            index = dataset_index(config.output.dataset, config.storage_options)
             versions = signature_versions(config.output.dataset, config.storage_options)
         except Exception as exc:  # pyarrow/fsspec raise many kinds
             raise SweepError(
                 f"cannot read the output dataset {config.output.dataset}: {_one_line(exc)}"
             ) from None
-    todo, skipped = [], []
+    statuses = {} if reprocess else latest_statuses(index)
+    todo, skipped, retried = [], [], 0
     for obj in objects:
         pair = (obj, config.fleet_for(obj.url))
-        (skipped if obj.core_id in done else todo).append(pair)
+        status = statuses.get(obj.core_id)
+        if status is None:
+            todo.append(pair)
+        elif status in FINAL_STATUSES or keep_failed:
+            skipped.append(pair)
+        else:
+            todo.append(pair)
+            retried += 1
     older = versions and max(versions) < SIGNATURE_VERSION
-    return Plan(todo, skipped, max(versions) if older else SIGNATURE_VERSION)
+    version = max(versions) if older else SIGNATURE_VERSION
+    return Plan(todo, skipped, version, retried, index)
+
+
+def replace_failures(config: SweepConfig, plan_: Plan, written: dict[str, str]) -> int:
+    """Remove the failed rows that newer rows replace: those of the cores this sweep wrote
+    again (`written`: core_id -> sweep_id), and any a sweep stopped before it could remove
+    them. A rerun leaves one row per core, unless --reprocess kept several analyses."""
+    from triage.pipeline.sink import remove_rows, superseded_failures
+
+    assert config.output is not None
+    stale = superseded_failures(plan_.index, written)
+    if not stale:
+        return 0
+    try:
+        return remove_rows(config.output.dataset, stale, config.storage_options)
+    except Exception as exc:  # fsspec/pyarrow: one line; the new rows are written already
+        raise SweepError(
+            f"the sweep's rows are written, but the failed rows they replace could not be "
+            f"removed from {config.output.dataset} ({_one_line(exc)}); the next sweep "
+            "removes them"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -112,38 +159,75 @@ def dask_client(config: SweepConfig) -> Iterator[Any]:
     quiet_dask_logs()
     ex = config.execution
     if ex.scheduler:
-        try:
-            client = Client(ex.scheduler, timeout="5s")
-        except (OSError, TimeoutError) as exc:
-            raise SweepError(
-                f"cannot reach the Dask scheduler at {ex.scheduler}: {_one_line(exc)}"
-            ) from None
+        client = _connect(ex.scheduler, ex.wait_for_workers)
         try:
             client.register_plugin(WarmAnalysisProcess(ex.memory_limit_mb))
             yield client
         finally:
             client.close()
         return
-    with dask.config.set(_embedded_cluster_config()):
-        try:
-            cluster = LocalCluster(
-                n_workers=ex.workers,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0",
-                scheduler_kwargs={"dashboard": False},  # attached on first visit
-                plugins={WarmAnalysisProcess(ex.memory_limit_mb)},
-            )
-        except (OSError, RuntimeError, TimeoutError) as exc:
-            raise SweepError(f"cannot start the embedded Dask cluster: {_one_line(exc)}") from None
-        client = Client(cluster)
-        try:
-            cluster.sync(_install_lazy_dashboard, cluster.scheduler)
-            yield client
-        finally:
-            client.close()
-            cluster.close()
+    # Dask's scratch space (lock files, each worker's directory) in a directory of this
+    # sweep's own, removed with the cluster: nothing is left in TMPDIR.
+    scratch = tempfile.mkdtemp(prefix="triage-sweep-")
+    settings = {**_embedded_cluster_config(), "temporary-directory": scratch}
+    try:
+        with dask.config.set(settings):
+            try:
+                cluster = LocalCluster(
+                    n_workers=ex.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    scheduler_kwargs={"dashboard": False},  # attached on first visit
+                    plugins={WarmAnalysisProcess(ex.memory_limit_mb)},
+                    local_directory=scratch,
+                )
+            except (OSError, RuntimeError, TimeoutError) as exc:
+                raise SweepError(
+                    f"cannot start the embedded Dask cluster: {_one_line(exc)}"
+                ) from None
+            client = Client(cluster)
+            try:
+                cluster.sync(_install_lazy_dashboard, cluster.scheduler)
+                yield client
+            finally:
+                client.close()
+                cluster.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _connect(address: str, wait_for_workers: float) -> Any:
+    """A client of the scheduler at `address` once it has a worker; SweepError (one line)
+    when the address is no Dask scheduler or it has no worker after `wait_for_workers` s."""
+    from distributed import Client
+
+    from triage.pipeline.scheduler import SchedulerError, check_address, probe
+
+    try:
+        probe(check_address(address))
+    except SchedulerError as exc:
+        raise SweepError(str(exc)) from None
+    try:
+        client = Client(address, timeout="5s")
+    except (Exception, MemoryError) as exc:  # the probe passed: something odd answers there
+        raise SweepError(
+            f"cannot use the Dask scheduler at {address}: {_one_line(exc)}; check that the "
+            "address is the scheduler's (tcp://HOST:PORT)"
+        ) from None
+    try:
+        client.wait_for_workers(1, timeout=wait_for_workers)
+    except (TimeoutError, OSError):
+        client.close()
+        raise SweepError(
+            f"the Dask scheduler at {address} has no workers after {wait_for_workers:g} s; "
+            f"start some (`dask worker {address}`) or wait longer (--wait-for-workers SECONDS)"
+        ) from None
+    except BaseException:
+        client.close()
+        raise
+    return client
 
 
 #: Dask settings of the embedded cluster. Its workers spend their time waiting on their
@@ -263,6 +347,7 @@ def execute(
             sink.add(row)
             summary.analysed += 1
             summary.statuses[row["status"]] += 1
+            summary.written[row["core_id"]] = row["sweep_id"]
             on_record(row)
     sink.flush()
     summary.seconds = time.perf_counter() - started

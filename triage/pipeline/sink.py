@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from triage.pipeline.schema import (
@@ -249,6 +250,91 @@ def existing_ids(url: str, storage_options: dict[str, Any] | None = None) -> set
     # short command and abort the interpreter at exit (std::terminate in ~PyBuffer).
     table = dataset.to_table(columns=["core_id"], use_threads=False)
     return set(table.column("core_id").to_pylist())
+
+
+#: Statuses of rows that are final: the core was analysed (`ok`) or is no core at all
+#: (`not_core`). Any other status is a failed analysis, which the next sweep retries.
+FINAL_STATUSES = frozenset({"ok", "not_core"})
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """Where one row of the dataset is, and what it says of its core."""
+
+    path: str
+    core_id: str
+    sweep_id: str
+    status: str
+
+
+def dataset_index(url: str, storage_options: dict[str, Any] | None = None) -> list[IndexRow]:
+    """Every row of the dataset at `url` as (file, core_id, sweep_id, status); reads only
+    those columns, file by file."""
+    dataset = open_dataset(url, storage_options)
+    if dataset is None:
+        return []
+    rows = []
+    for fragment in dataset.get_fragments():
+        table = fragment.to_table(columns=list(_INDEX_COLUMNS), use_threads=False)
+        columns = [table.column(name).to_pylist() for name in _INDEX_COLUMNS]
+        rows += [IndexRow(fragment.path, *values) for values in zip(*columns, strict=True)]
+    return rows
+
+
+_INDEX_COLUMNS = ("core_id", "sweep_id", "status")
+
+
+def latest_statuses(index: list[IndexRow]) -> dict[str, str]:
+    """Each core's status in its latest row (the one of the greatest sweep_id)."""
+    latest: dict[str, IndexRow] = {}
+    for row in index:
+        seen = latest.get(row.core_id)
+        if seen is None or row.sweep_id > seen.sweep_id:
+            latest[row.core_id] = row
+    return {core: row.status for core, row in latest.items()}
+
+
+def superseded_failures(index: list[IndexRow], newer: dict[str, str]) -> list[IndexRow]:
+    """The failed rows of `index` that a later row of the same core replaces: one of the
+    index, or one of `newer` (core_id -> sweep_id of rows written since the index was read).
+    Rows that are final stay (`--reprocess` keeps every analysis)."""
+    latest = dict(newer)
+    for row in index:
+        if row.sweep_id > latest.get(row.core_id, ""):
+            latest[row.core_id] = row.sweep_id
+    return [
+        row
+        for row in index
+        if row.status not in FINAL_STATUSES and row.sweep_id < latest[row.core_id]
+    ]
+
+
+def remove_rows(
+    url: str, rows: list[IndexRow], storage_options: dict[str, Any] | None = None
+) -> int:
+    """Rewrite each file holding some of `rows` without them (replaced atomically; a file
+    left empty is deleted). Returns how many rows were removed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fs, _root = filesystem(url, storage_options)
+    by_file: dict[str, set[tuple[str, str]]] = {}
+    for row in rows:
+        by_file.setdefault(row.path, set()).add((row.core_id, row.sweep_id))
+    removed = 0
+    for path, unwanted in sorted(by_file.items()):
+        with fs.open(path, "rb") as f:
+            table = pq.read_table(f, use_threads=False)
+        ids, sweeps = table.column("core_id").to_pylist(), table.column("sweep_id").to_pylist()
+        keep = [(c, s) not in unwanted for c, s in zip(ids, sweeps, strict=True)]
+        if all(keep):
+            continue
+        removed += keep.count(False)
+        if any(keep):
+            write_atomically(fs, table.filter(pa.array(keep)), path)
+        else:
+            fs.rm(path)
+    return removed
 
 
 def signature_versions(url: str, storage_options: dict[str, Any] | None = None) -> set[int]:

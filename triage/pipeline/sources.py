@@ -50,6 +50,7 @@ import json
 import os
 import re
 import signal as signal_module
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -103,6 +104,10 @@ class CoreObject:
     metadata: dict[str, str] = field(default_factory=dict, hash=False)
     """Object metadata the listing gave (lower-case keys, no `x-amz-meta-` prefix). S3
     listings give none; `collection_for` asks the store."""
+    problem: tuple[str, str] | None = None
+    """(status, what is wrong) of an entry that is not a file to read, found while listing
+    (a FIFO, a socket, a device: `not_core`; a symbolic link loop or one to nothing:
+    `unreadable`): its row says so, and nothing opens it."""
 
     @classmethod
     def make(
@@ -113,6 +118,7 @@ class CoreObject:
         mtime: str | None = None,
         sidecar_url: str | None = None,
         metadata: dict[str, str] | None = None,
+        problem: tuple[str, str] | None = None,
     ) -> CoreObject:
         return cls(
             url,
@@ -122,11 +128,26 @@ class CoreObject:
             core_id(url, size, etag, mtime),
             sidecar_url,
             dict(metadata or {}),
+            problem,
         )
 
     @property
     def is_local(self) -> bool:
         return _is_local_url(self.url)
+
+
+def printable(text: str) -> str:
+    """`text` as valid UTF-8: a file name's bytes that are not UTF-8 (held as surrogates, as
+    os.fsdecode gives them) written as `\\xNN` escapes; other text as it is."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def core_id(url: str, size: int, etag: str | None, mtime: str | None) -> str:
@@ -313,19 +334,52 @@ def _list_one(src: _Source) -> list[CoreObject]:
 
 
 def _regular_file_info(name: str, info: dict[str, Any], local: bool) -> dict[str, Any] | None:
-    """The info of a regular file (a local symlink stands for its target), else None."""
+    """The info of a regular file (a local symlink stands for its target); for a local entry
+    that is no such file nor a directory, an info whose `problem` says what it is; else
+    None (directories, and links to them, which are not followed)."""
     if info.get("type") == "file":
         return info
-    if local and info.get("islink"):
-        try:
-            st = os.stat(name)
-        except OSError:
-            return None
-        import stat
+    if not local or info.get("type") == "directory":
+        return None
+    try:
+        st = os.stat(name)
+    except OSError as exc:
+        return _problem_info(name, info, "unreadable", _link_problem(name, exc))
+    if stat.S_ISREG(st.st_mode):
+        return {"name": name, "type": "file", "size": st.st_size, "mtime": st.st_mtime}
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    kind = next((what for test, what in _SPECIAL_FILES if test(st.st_mode)), "not a regular file")
+    return _problem_info(name, info, "not_core", f"{kind}, not a file that can hold a core")
 
-        if stat.S_ISREG(st.st_mode):
-            return {"name": name, "type": "file", "size": st.st_size, "mtime": st.st_mtime}
-    return None
+
+#: What a special file is, by its mode.
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _link_problem(name: str, exc: OSError) -> str:
+    """Why `os.stat` of a listed entry (a symbolic link, mostly) failed, in words."""
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link loop (too many levels of symbolic links); fix or remove the link"
+    if exc.errno == errno.ENOENT:
+        try:
+            target = os.readlink(name)
+        except OSError:
+            return "no longer exists (deleted since it was listed)"
+        return f"a symbolic link to {target}, which does not exist"
+    return f"cannot be read: {exc.strerror or _error_detail(exc)}"
+
+
+def _problem_info(name: str, info: dict[str, Any], status: str, message: str) -> dict[str, Any]:
+    mtime = None
+    with contextlib.suppress(OSError):
+        mtime = os.lstat(name).st_mtime
+    return {"name": name, "type": "file", "size": 0, "mtime": mtime, "problem": (status, message)}
 
 
 def _core_object(
@@ -345,6 +399,7 @@ def _core_object(
         mtime=_info_mtime(info),
         sidecar_url=sidecar,
         metadata=metadata,
+        problem=info.get("problem"),
     )
 
 
@@ -389,14 +444,27 @@ def read_head(
     """The first `size` bytes of the object (one ranged read); errors -> SourceError."""
     try:
         if obj.is_local:
-            with open(_local_path(obj.url), "rb") as f:
-                return f.read(size)
+            return _read_local_head(_local_path(obj.url), size)
         if obj.size == 0:
             return b""  # S3 refuses a ranged read of an empty object
         fs, path, _ = filesystem_of(obj.url, storage_options)
         return fs.cat_file(path, start=0, end=min(size, obj.size) if obj.size else size)
+    except SourceError:
+        raise
     except Exception as exc:
         raise _object_error(obj.url, exc) from None
+
+
+def _read_local_head(path: str, size: int) -> bytes:
+    """The first `size` bytes of a local regular file. Opened without blocking, so that a
+    FIFO put where a file was listed does not hang the reader; anything but a regular file
+    is refused (SourceError, unreadable)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SourceError(f"{path} is not a regular file (a FIFO, socket or device)")
+        os.set_blocking(fd, True)
+        return f.read(size)
 
 
 def _object_error(url: str, exc: BaseException) -> SourceError:

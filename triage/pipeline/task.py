@@ -24,6 +24,7 @@ from triage.pipeline.sources import (
     SourceError,
     collection_for,
     fetch,
+    printable,
     read_head,
     sniff_core,
 )
@@ -84,11 +85,31 @@ def _worker_name() -> str:
 def sweep_task(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> bytes:
     """The Dask task of one core: its row as JSON. Dask handles bytes in O(1) where a nested
     dict costs it a recursive size estimate and pickling (~3 ms a core, on the worker)."""
-    return json.dumps(analyze_object(obj, fleet, info), ensure_ascii=False).encode()
+    row = analyze_object(obj, fleet, info)
+    try:
+        return json.dumps(row, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a file name that is not UTF-8: shown with escapes
+        return json.dumps(printable_data(row), ensure_ascii=False).encode()
+
+
+def printable_data(value: Any) -> Any:
+    """Plain data with every string valid UTF-8 (`sources.printable`), as Parquet needs."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(k): printable_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable_data(v) for v in value]
+    return value
 
 
 def analyze_object(obj: CoreObject, fleet: Fleet, info: SweepInfo) -> Row:
     """Analyse one core object for a sweep; every failure becomes the row's status."""
+    if obj.problem is not None:  # not a file to open (a FIFO, a link loop): say so
+        status, problem = obj.problem
+        row = lost_record(obj, fleet, info, status, f"{obj.url}: {problem}")
+        row.update(analysis_seconds=0.0, worker=_worker_name())
+        return row
     collection = collection_for(obj, info.storage_options)
     scratch = tempfile.mkdtemp(prefix="triage-task-")
     try:
@@ -171,7 +192,7 @@ def _analyze(obj: CoreObject, fleet: Fleet, info: SweepInfo, scratch: str) -> Ou
 def lost_record(obj: CoreObject, fleet: Fleet, info: SweepInfo, status: str, message: str) -> Row:
     """The row for a core whose task could not run at all (its workers kept dying)."""
     collection = Collection(source_url=obj.url, size=obj.size, etag=obj.etag, mtime=obj.mtime)
-    return _row(obj, fleet, info, status, collection, message)
+    return printable_data(_row(obj, fleet, info, status, collection, message))
 
 
 def _one_line(exc: BaseException) -> str:
