@@ -67,7 +67,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 #: Modules whose every test is slow: long property runs, builds of the distribution, sweeps
 #: on real Dask clusters.
-_SLOW_MODULES = ("test_fuzz.py", "test_install.py", "test_sweep.py")
+_SLOW_MODULES = ("test_fuzz.py", "test_install.py", "test_sweep.py", "test_sweep_ux.py")
 #: Tests that loop over every interpreter themselves, or derive layouts from DWARF again.
 _SLOW_NAMES = ("across_interpreters", "every_python", "every_interpreter", "test_no_drift")
 #: Fixtures that make cores with gdb's gcore.
