@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import os
 import sys
@@ -223,8 +222,11 @@ def run() -> NoReturn:
     shut down; what is left is the interpreter tearing down every module it imported, which
     after a sweep (Dask, bokeh, pyarrow: ~1000 modules) takes 0.3-0.5 s. The exit handlers
     still run and the standard streams are flushed; only that teardown is skipped."""
+    from triage import compat
+
     status = main()
-    atexit._run_exitfuncs()
+    if not compat.run_exit_handlers():
+        sys.exit(status)
     for stream in (sys.stdout, sys.stderr):
         # closed or a broken pipe: nothing more can be said anyway
         with contextlib.suppress(OSError, ValueError):

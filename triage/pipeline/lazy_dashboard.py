@@ -17,7 +17,7 @@ from typing import Any
 
 from tornado import web
 
-DASHBOARD_MODULE = "distributed.dashboard.scheduler"
+from triage import compat
 
 
 class _FirstVisit(web.RequestHandler):
@@ -47,7 +47,7 @@ class LazyDashboard:
 
     def install(self) -> None:
         """Serve the first visit (call on the scheduler's event loop)."""
-        self.scheduler.http_application.add_application(self.app)
+        compat.add_web_application(self.scheduler, self.app)
 
     async def attach(self) -> str | None:
         """Attach Dask's dashboard once; None when it is attached, else why not."""
@@ -57,11 +57,10 @@ class LazyDashboard:
                 return None
             loop = asyncio.get_running_loop()
             try:
-                module = await loop.run_in_executor(None, importlib.import_module, DASHBOARD_MODULE)
-                routing = self.scheduler.http_application
-                module.connect(routing, self.scheduler.http_server, self.scheduler)
+                await loop.run_in_executor(None, importlib.import_module, compat.DASHBOARD_MODULE)
+                compat.connect_dashboard(self.scheduler)
             except Exception as exc:  # bokeh missing or broken: say so, keep the sweep going
                 return f"{type(exc).__name__}: {exc}"
-            routing.applications.remove(self.app)
+            compat.remove_web_application(self.scheduler, self.app)
             self.attached = True
             return None

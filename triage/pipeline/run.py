@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from triage import compat
 from triage.pipeline import forkserver
 from triage.pipeline.config import Fleet, SweepConfig
 from triage.pipeline.sources import CoreObject, list_sources
@@ -169,6 +170,7 @@ def dask_client(config: SweepConfig) -> Iterator[Any]:
     # Dask's scratch space (lock files, each worker's directory) in a directory of this
     # sweep's own, removed with the cluster: nothing is left in TMPDIR.
     scratch = tempfile.mkdtemp(prefix="triage-sweep-")
+    lazy = compat.lazy_dashboard_supported()
     settings = {**_embedded_cluster_config(), "temporary-directory": scratch}
     try:
         with dask.config.set(settings):
@@ -179,7 +181,7 @@ def dask_client(config: SweepConfig) -> Iterator[Any]:
                     processes=True,
                     host="127.0.0.1",
                     dashboard_address="127.0.0.1:0",
-                    scheduler_kwargs={"dashboard": False},  # attached on first visit
+                    scheduler_kwargs={"dashboard": not lazy},  # lazy: on first visit
                     plugins={WarmAnalysisProcess(ex.memory_limit_mb)},
                     local_directory=scratch,
                 )
@@ -189,7 +191,8 @@ def dask_client(config: SweepConfig) -> Iterator[Any]:
                 ) from None
             client = Client(cluster)
             try:
-                cluster.sync(_install_lazy_dashboard, cluster.scheduler)
+                if lazy:
+                    cluster.sync(_install_lazy_dashboard, cluster.scheduler)
                 yield client
             finally:
                 client.close()
@@ -248,11 +251,9 @@ def _embedded_cluster_config() -> dict[str, Any]:
     our forkserver if it runs."""
     if not forkserver.started():  # Dask's default (spawn)
         return dict(EMBEDDED_CLUSTER_CONFIG)
-    import distributed.utils
-
     # Dask would otherwise import numpy, pandas, ... here to preload a forkserver that is
-    # already running (with forkserver.WORKER_PRELOAD); harmless if a later Dask drops the flag.
-    distributed.utils._forkserver_preload_set = True
+    # already running (with forkserver.WORKER_PRELOAD); without the flag it does just that.
+    compat.mark_forkserver_preloaded()
     return {**EMBEDDED_CLUSTER_CONFIG, "distributed.worker.multiprocessing-method": "forkserver"}
 
 
