@@ -1,0 +1,190 @@
+"""Damaged and hostile input, on real cores made during the test: what can be read is kept,
+what cannot is said (a warning, or the one-line error), never a traceback or a hang.
+
+* a frame in the middle of a stack that cannot be read, a code object that cannot be read
+  (copies of a real core with one pointer overwritten);
+* readers that give partial results catch unreadable memory and unexpected objects, never a
+  misspelt layout member.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from corefactory import CoreCase
+
+from triage.coredump.corefile import parse_core
+from triage.coredump.executable import find_executable
+from triage.coredump.images import loaded_images
+from triage.coredump.memory import CoreMemory
+from triage.coredump.source import open_core
+from triage.cpython import runtime
+from triage.cpython.interpreter import Interpreter, read_python
+from triage.errors import READ_ERRORS, AddressError, UnexpectedObject
+
+UNMAPPED = 0xDEAD0000  # an address no core of these programs maps
+
+
+@dataclass
+class MainStack:
+    """The main thread's Python frames in a core as triage reads them, newest first, and
+    where in each frame struct the pointers to the older frame and to the code object are."""
+
+    tid: int
+    frames: list[int]
+    codes: list[int]
+    back: int
+    code: int
+
+
+def main_stack(case: CoreCase) -> MainStack:
+    root = case.interpreter.sysroot or ""
+    with open_core(case.path) as opened:
+        core = parse_core(opened)
+        images = loaded_images(core.mappings)
+        files = {i.path: root + i.path for i in images if os.path.isfile(root + i.path)}
+        memory = CoreMemory(core, files)
+        exe = find_executable(core, memory, None)
+        tids = [t.tid for t in core.threads]
+        state = read_python(memory, images, files, exe.mapping_path, tids)
+        binary = runtime.find_python_binary(images, files, exe.mapping_path)
+        assert binary is not None
+        layout, _notes = runtime.layout_for(memory, binary, runtime.detect_version(memory, binary))
+        walker = Interpreter(memory, binary, layout).walker
+        memory.close()
+    (main,) = [t for t in state.threads if t.tid == case.main_tid]
+    frame_objects = walker.mode == "frame_objects"
+    return MainStack(
+        main.tid,
+        [f.address for f in main.frames],
+        [f.code.address for f in main.frames],
+        walker.f_back if frame_objects else walker.previous,
+        walker.f_code if frame_objects else walker.code,
+    )
+
+
+def patched(source: str, dest: Path, address: int, value: int) -> str:
+    """A copy of the core at `source` with the 8 bytes at `address` (of the dead process's
+    memory) set to `value`."""
+    data = bytearray(Path(source).read_bytes())
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for index in range(phnum):
+        p_type, _f, offset, vaddr, _p, filesz = struct.unpack_from(
+            "<IIQQQQ", data, phoff + index * phentsize
+        )
+        if p_type == 1 and vaddr <= address < vaddr + filesz:
+            struct.pack_into("<Q", data, offset + address - vaddr, value)
+            dest.write_bytes(data)
+            return str(dest)
+    raise AssertionError(f"{address:#x} is not in the core")
+
+
+def main_thread(report: dict, tid: int) -> dict:
+    (thread,) = [t for t in report["threads"] if t["tid"] == tid]
+    return thread
+
+
+# ------------------------------------------------------------------------------------------
+# Frame walks
+
+
+def test_unreadable_frame_keeps_the_newer_frames(
+    gcore_case: CoreCase, triage_json, tmp_path: Path
+) -> None:
+    """The main thread's second frame (second_func) points to an older frame that cannot be
+    read: the two newest frames are kept, and a warning says what was lost."""
+    args = gcore_case.interpreter.triage_args
+    good = triage_json(gcore_case.path, *args)
+    stack = main_stack(gcore_case)
+    damaged = patched(gcore_case.path, tmp_path / "core", stack.frames[1] + stack.back, UNMAPPED)
+    report = triage_json(damaged, *args)
+    assert report["error"] is None
+    frames = main_thread(good, stack.tid)["frames"]
+    assert [f["function"] for f in frames[-4:]] == [
+        "<module>",
+        "first_func",
+        "second_func",
+        "third_func",
+    ]
+    assert main_thread(report, stack.tid)["frames"] == frames[-2:]
+    (warning,) = [w for w in report["warnings"] if w not in good["warnings"]]
+    assert warning.startswith(
+        f"thread {stack.tid}: the frame at 0x{UNMAPPED:x} cannot be read (address 0x"
+    )
+    assert warning.endswith("); the 2 newer frame(s) are shown, the older ones are lost")
+    others = [t for t in report["threads"] if t["tid"] != stack.tid]
+    assert others == [t for t in good["threads"] if t["tid"] != stack.tid]
+
+
+def test_unreadable_code_object_is_a_placeholder(
+    gcore_case: CoreCase, triage_json, tmp_path: Path
+) -> None:
+    """The code object of the main thread's third frame (first_func) cannot be read: the frame
+    stays, as ??? without a line, between its neighbours; a warning names it."""
+    args = gcore_case.interpreter.triage_args
+    good = triage_json(gcore_case.path, *args)
+    stack = main_stack(gcore_case)
+    damaged = patched(gcore_case.path, tmp_path / "core", stack.frames[2] + stack.code, UNMAPPED)
+    report = triage_json(damaged, *args)
+    assert report["error"] is None
+    expected = main_thread(good, stack.tid)["frames"]
+    where = len(expected) - 3
+    assert expected[where]["function"] == "first_func"
+    expected[where] = {
+        **{key: None for key in expected[where]},
+        "kind": "python",
+        "function": "???",
+        "file": "???",
+        "inlined": False,
+        "hidden": False,
+        "by_frame_pointer": False,
+    }
+    assert main_thread(report, stack.tid)["frames"] == expected
+    (warning,) = [w for w in report["warnings"] if w not in good["warnings"]]
+    assert warning.startswith(
+        f"thread {stack.tid}: the code object 0x{UNMAPPED:x} of the frame at "
+        f"0x{stack.frames[2]:x} cannot be read (address 0x"
+    )
+    assert warning.endswith("); the frame is shown as ???")
+
+
+# ------------------------------------------------------------------------------------------
+# The error model
+
+
+def test_read_errors_are_not_lookup_errors() -> None:
+    """Unreadable memory and unexpected objects are what readers with partial results catch;
+    a KeyError (a layout member triage does not have) or an IndexError is not among them."""
+    assert not issubclass(AddressError, LookupError)
+    assert not issubclass(UnexpectedObject, LookupError)
+    assert issubclass(AddressError, READ_ERRORS) and issubclass(UnexpectedObject, READ_ERRORS)
+    assert not any(issubclass(error, READ_ERRORS) for error in (KeyError, IndexError))
+
+
+def test_misspelt_layout_member_is_a_bug_not_damage(
+    monkeypatch: pytest.MonkeyPatch, cores, preferred_interp
+) -> None:
+    """A reader that declares a member no layout has (a typo) fails the analysis as a bug of
+    triage; before, the thread names' reader took the KeyError for unreadable memory and the
+    report silently lost every thread name."""
+    from triage import engine
+    from triage.cpython import thread_names
+    from triage.cpython.fields import Field, Offsets
+
+    case = cores.gcore(preferred_interp)
+    assert engine.analyze_core(case.path).threads[0].name == "MainThread"
+
+    class Misspelt(Offsets):
+        md_dict = Field("PyModuleObject", "md_dcit")
+
+    monkeypatch.setattr(thread_names, "ModuleFields", Misspelt)
+    report = engine.analyze_core(case.path)
+    assert report.error is not None
+    assert report.error.kind == "internal_error"
+    assert "md_dcit" in report.error.message
+
