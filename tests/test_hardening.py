@@ -188,3 +188,109 @@ def test_misspelt_layout_member_is_a_bug_not_damage(
     assert report.error.kind == "internal_error"
     assert "md_dcit" in report.error.message
 
+
+# ------------------------------------------------------------------------------------------
+# Truncated cores
+
+
+def core_layout(path: str) -> tuple[int, list[tuple[int, int, int]], dict[int, int]]:
+    """(where the notes end, each dumped segment's (vaddr, file offset, size), each thread's
+    stack pointer by tid) of a core, as triage reads them."""
+    with open_core(path) as opened:
+        core = parse_core(opened)
+        data = opened.data
+        (phoff,) = struct.unpack_from("<Q", data[:64], 0x20)
+        phnum = struct.unpack_from("<H", data[:64], 0x38)[0]
+        headers = data[phoff : phoff + 56 * phnum]
+        notes_end = max(
+            offset + filesz
+            for p_type, _f, offset, _v, _p, filesz, _m, _a in struct.iter_unpack(
+                "<IIQQQQQQ", headers
+            )
+            if p_type == 4
+        )
+        segments = [(s.vaddr, s.offset, s.filesz) for s in core.segments if s.filesz]
+        stacks = {t.tid: t.registers["rsp"] for t in core.threads}
+    return notes_end, segments, stacks
+
+
+def cut(source: str, dest: Path, size: int) -> str:
+    with open(source, "rb") as stream:
+        dest.write_bytes(stream.read(size))
+    return str(dest)
+
+
+def python_frames(thread: dict) -> list[dict]:
+    return [f for f in thread["frames"] if f["kind"] == "python"]
+
+
+def test_truncated_core_keeps_what_survived(
+    interpreter, cores, triage_json, run_triage, tmp_path: Path
+) -> None:
+    """A kernel core cut where the main thread's stack starts (the kernel writes it last):
+    the worker threads keep their whole Python stacks, the main thread what the rest of
+    memory holds of it, a warning says its stack was cut off, and the error stays
+    truncated_core (its message last on stderr, after the warnings, exit status 1)."""
+    case = cores.crash(interpreter, "segv")
+    args = interpreter.triage_args
+    good = triage_json(case.path, *args)
+    notes_end, segments, stacks = core_layout(case.path)
+    main_sp = stacks[case.main_tid]
+    (offset,) = [o for v, o, n in segments if v <= main_sp < v + n]
+    assert offset > notes_end
+    damaged = cut(case.path, tmp_path / "core", offset)
+
+    report = triage_json(damaged, *args, expect_rc=1)
+    assert report["error"]["kind"] == "truncated_core"
+    assert report["error"]["message"].startswith(f"core file {damaged} is truncated: ")
+    assert report["process"] == good["process"]
+    assert report["signal"] == good["signal"]
+    workers = [t for t in good["threads"] if t["tid"] != case.main_tid]
+    assert len(workers) == case.threads
+    for thread in workers:
+        (same,) = [t for t in report["threads"] if t["tid"] == thread["tid"]]
+        assert python_frames(same) == python_frames(thread)
+        assert same["name"] == thread["name"]
+    (main,) = [t for t in report["threads"] if t["tid"] == case.main_tid]
+    (before,) = [t for t in good["threads"] if t["tid"] == case.main_tid]
+    # The Python frames of 3.11 and 3.12 are reached through the C stack (_PyCFrame); other
+    # versions keep them in the heap or the thread state's data stack.
+    through_c_stack = (3, 11) <= interpreter.version[:2] <= (3, 12)
+    assert python_frames(main) == ([] if through_c_stack else python_frames(before))
+    assert (
+        f"thread {case.main_tid}: its stack memory at 0x{main_sp:x} was cut off the "
+        f"truncated core file; its native frames, and the Python frames linked through them "
+        f"(3.11+), cannot be read: this thread's stacks may be incomplete"
+    ) in report["warnings"]
+
+    rc, out, err = run_triage("core", damaged, *args, "--no-color")
+    assert rc == 1
+    assert "Traceback (most recent call last)" not in out + err
+    *warnings, line = err.splitlines()
+    assert warnings == ["WARNING: " + w for w in report["warnings"]]
+    assert line == "triage: error: " + report["error"]["message"]
+    assert "Traceback for thread" in out
+
+
+@pytest.mark.parametrize("where", ["notes", "first-segment"])
+def test_core_cut_after_its_notes(
+    where: str, cores, preferred_interp, triage_json, tmp_path: Path
+) -> None:
+    """A kernel core of which only the notes (and the first segment) are left: the process,
+    the signal and the threads are reported; no Python stack, each thread's missing stack
+    said; the error is truncated_core."""
+    case = cores.crash(preferred_interp, "segv")
+    notes_end, segments, stacks = core_layout(case.path)
+    size = notes_end if where == "notes" else segments[0][1] + segments[0][2]
+    report = triage_json(cut(case.path, tmp_path / "core", size), expect_rc=1)
+    good = triage_json(case.path)
+    assert report["error"]["kind"] == "truncated_core"
+    assert report["process"] == good["process"]
+    assert report["signal"] == good["signal"]
+    assert sorted(t["tid"] for t in report["threads"]) == sorted(case.tids)
+    assert all(python_frames(t) == [] for t in report["threads"])
+    for tid, sp in stacks.items():
+        assert any(
+            w.startswith(f"thread {tid}: its stack memory at 0x{sp:x} was cut off the ")
+            for w in report["warnings"]
+        ), report["warnings"]

@@ -22,7 +22,7 @@ from triage.coredump.source import identify, open_core
 from triage.coredump.stacks import stack_warnings
 from triage.cpython.interpreter import PyThread, read_python
 from triage.describe import describe_native, describe_python, mark_crashed
-from triage.errors import CoreFileError, TriageError
+from triage.errors import TriageError
 from triage.report import (
     SELF_INFLICTED,
     CoreFileInfo,
@@ -62,6 +62,10 @@ def analyze_core(
     and merges it with the Python frames. Without it, the native stack of the thread that
     took the signal is read when it died of its own doing or has no Python frames (see
     `_crashed_to_unwind`): with `crashed_native=False`, not even that.
+
+    A truncated core (cut by a size limit) is read as far as it goes: the report's `error`
+    says it is truncated, its threads have what their surviving memory holds, and warnings
+    say what is missing.
     """
     started = time.perf_counter()
     report = CoreReport(core=CoreFileInfo(path=path, size=0), triage_version=__version__)
@@ -80,8 +84,8 @@ def analyze_core(
             core = parse_core(opened)
             _describe_process(report, core)
             truncated = core.truncation()
-            if truncated:
-                raise CoreFileError("truncated_core", truncated)
+            if truncated:  # read what is there; the error stays, the rest are warnings
+                report.error = ErrorInfo(kind="truncated_core", message=truncated)
             search = LibrarySearch.from_options(lib_search_path, lib_search_root)
             report.library_search_path = list(search.path)
             memory = CoreMemory(core)
@@ -137,16 +141,20 @@ def analyze_core(
             finally:
                 memory.close()
     except TriageError as exc:
-        report.error = ErrorInfo(kind=exc.kind, message=exc.message)
+        _fail(report, ErrorInfo(kind=exc.kind, message=exc.message))
         if report.core.size == 0:
             size, compression = identify(path)
             report.core = CoreFileInfo(path=path, size=size, compression=compression or "none")
     except MemoryError:
         raise  # not a bug: the caller's memory guard (a sweep's child) says so
     except Exception as exc:  # a bug in triage: still one report, never a traceback
-        report.error = ErrorInfo(
-            kind="internal_error",
-            message=f"internal error ({type(exc).__name__}: {exc}); please report it with the core",
+        _fail(
+            report,
+            ErrorInfo(
+                kind="internal_error",
+                message=f"internal error ({type(exc).__name__}: {exc}); please report it with "
+                f"the core",
+            ),
         )
     if stacks:
         from triage.native.stacks import combine
@@ -161,6 +169,15 @@ def analyze_core(
         report.warnings.append(f"no signature: internal error ({type(exc).__name__}: {exc})")
     report.analysis_seconds = round(time.perf_counter() - started, 6)
     return report
+
+
+def _fail(report: CoreReport, error: ErrorInfo) -> None:
+    """`error` ends the analysis; when the report already has one (a truncated core read as
+    far as it goes), that one stays the error and this one is said as a warning."""
+    if report.error is None:
+        report.error = error
+    else:
+        report.warnings.append(error.message)
 
 
 def _crashed_to_unwind(report: CoreReport, python_threads: list[PyThread]) -> list[int]:

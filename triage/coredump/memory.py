@@ -27,6 +27,7 @@ class CoreMemory:
 
     def __init__(self, core: CoreFile, files: Mapping[str, str] | None = None) -> None:
         self._data = core.data
+        self._size = len(core.data)
         self._segments: list[Segment] = core.segments
         self._starts = [s.vaddr for s in self._segments]
         self._mappings: list[FileMapping] = sorted(core.mappings, key=lambda m: m.start)
@@ -73,7 +74,8 @@ class CoreMemory:
         seg = self.segment_at(address)
         if seg is not None and address + size <= seg.vaddr + seg.filesz:
             off = seg.offset + address - seg.vaddr
-            return self._data[off : off + size]
+            if off + size <= self._size:  # else the file was cut there: said below
+                return self._data[off : off + size]
         parts = []
         addr, left = address, size
         while left:
@@ -88,10 +90,11 @@ class CoreMemory:
         if seg is not None and address < seg.vaddr + seg.filesz:
             n = min(size, seg.vaddr + seg.filesz - address)
             off = seg.offset + address - seg.vaddr
-            out = self._data[off : off + n]
-            if len(out) == n:
-                return out
-            raise AddressError(address, size, "the core file is truncated there")
+            if off + n <= self._size:
+                return self._data[off : off + n]
+            if off < self._size:  # what the file still has, then the error for the rest
+                return self._data[off : self._size]
+            raise AddressError(address, size, "the core file is truncated before it")
         if core_only:
             raise AddressError(address, size, "not dumped in the core")
         mapping = self.mapping_at(address)
