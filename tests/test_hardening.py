@@ -4,18 +4,29 @@ what cannot is said (a warning, or the one-line error), never a traceback or a h
 * a frame in the middle of a stack that cannot be read, a code object that cannot be read
   (copies of a real core with one pointer overwritten);
 * readers that give partial results catch unreadable memory and unexpected objects, never a
-  misspelt layout member.
+  misspelt layout member;
+* truncated cores (a kernel core cut at several points);
+* a core bigger than the address space the process may use (RLIMIT_AS), compressed cores
+  that decompress to more than a maximum or than the temporary directory can hold (a
+  kernel core of a process with a big mapping it never touched, which compresses to little).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import resource
+import shutil
 import struct
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import corefactory
 import pytest
-from corefactory import CoreCase
+from conftest import triage_env
+from corefactory import CoreCase, CoreUnavailable
 
 from triage.coredump.corefile import parse_core
 from triage.coredump.executable import find_executable
@@ -294,3 +305,168 @@ def test_core_cut_after_its_notes(
             w.startswith(f"thread {tid}: its stack memory at 0x{sp:x} was cut off the ")
             for w in report["warnings"]
         ), report["warnings"]
+
+
+# ------------------------------------------------------------------------------------------
+# Big cores
+
+BIG_MIB = 256  # the never-touched mapping of the big core: its core has some 265 MB
+
+
+@pytest.fixture(scope="module")
+def big_core(preferred_interp, tmp_path_factory: pytest.TempPathFactory):
+    """A kernel core of tests/programs/odd_process.py big: a 256 MiB mapping of zeros."""
+    directory = tmp_path_factory.mktemp("big")
+    try:
+        path, _ready = corefactory.crash_program(
+            preferred_interp, directory, "odd_process.py", "big", str(BIG_MIB)
+        )
+    except CoreUnavailable as exc:
+        pytest.skip(str(exc))
+    yield path
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def zstd_of(source: str, dest: Path, *, declare: bool) -> str:
+    """`source` compressed with zstd, its frame declaring the content size or not (a stream
+    compressed on the fly does not)."""
+    import zstandard
+
+    size = os.path.getsize(source)
+    compressor = zstandard.ZstdCompressor(level=1, write_content_size=declare)
+    with (
+        open(source, "rb") as src,
+        open(dest, "wb") as raw,
+        compressor.stream_writer(raw, size=size if declare else -1, closefd=False) as out,
+    ):
+        shutil.copyfileobj(src, out, 1 << 20)
+    return str(dest)
+
+
+def run_limited(*args: str, address_space: int | None = None, env=None):
+    """`python -m triage ARGS` as bytes, with RLIMIT_AS set to `address_space` in the child:
+    (exit status, stdout, stderr)."""
+
+    def limit() -> None:
+        if address_space is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "triage", *args],
+        capture_output=True,
+        env=triage_env(env),
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=limit,
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def comparable(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k != "analysis_seconds"}
+
+
+def test_core_bigger_than_the_address_space(big_core: str, triage_json) -> None:
+    """With less address space than the core has bytes, it cannot be mapped whole: it is read
+    on demand, and the report is the same as without the limit."""
+    size = os.path.getsize(big_core)
+    assert size > BIG_MIB << 20
+    rc, out, err = run_limited(
+        "core", big_core, "--format", "json", address_space=size - (64 << 20)
+    )
+    assert rc == 0, err
+    assert err == b""
+    report = json.loads(out)
+    assert comparable(report) == comparable(triage_json(big_core))
+    assert report["threads"][0]["frames"]  # the stack was read
+
+
+def test_max_core_size_of_a_plain_core(big_core: str, run_triage) -> None:
+    size = os.path.getsize(big_core)
+    rc, out, err = run_triage("core", big_core, "--max-core-size", "200M", "--format", "json")
+    assert rc == 1
+    assert json.loads(out)["error"]["kind"] == "core_too_large"
+    assert err == (
+        f"triage: error: core file {big_core} has {size / (1 << 20):.1f} MiB, more than the "
+        f"maximum core size of 200.0 MiB; raise it (--max-core-size) to analyse this core\n"
+    )
+
+
+@pytest.mark.parametrize("declare", [True, False], ids=["declared-size", "streamed"])
+def test_max_core_size_of_a_compressed_core(
+    big_core: str, tmp_path: Path, run_triage, declare: bool
+) -> None:
+    """A zstd core of more than --max-core-size: refused before anything is decompressed
+    when its frame declares its size, else when the copy passes the limit; no temporary file
+    is left."""
+    archive = zstd_of(big_core, tmp_path / "core.zst", declare=declare)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    rc, out, err = run_triage(
+        "core", archive, "--max-core-size", "100M", "--format", "json", env={"TMPDIR": tmpdir}
+    )
+    assert rc == 1
+    report = json.loads(out)
+    assert report["error"]["kind"] == "core_too_large"
+    amount = (
+        f"at least {os.path.getsize(big_core) / (1 << 20):.1f} MiB (its headers say)"
+        if declare
+        else "more than 100.0 MiB (decompression was stopped there)"
+    )
+    assert err == (
+        f"triage: error: {archive} (zstd) decompresses to {amount}, more than the maximum core "
+        f"size of 100.0 MiB; raise it (--max-core-size) to analyse this core\n"
+    )
+    assert report["core"]["compression"] == "zstd"
+    assert list(tmpdir.iterdir()) == []
+
+
+@pytest.fixture
+def small_tmpdir(tmp_path: Path):
+    """A 128 MiB tmpfs, as a temporary directory with little room (root only)."""
+    mount = shutil.which("mount")
+    directory = tmp_path / "small-tmp"
+    directory.mkdir()
+    if os.geteuid() != 0 or mount is None:
+        pytest.skip("mounting a small tmpfs needs root and mount(8)")
+    done = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=128m", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield directory
+    subprocess.run(["umount", str(directory)], check=True)
+
+
+@pytest.mark.parametrize("declare", [True, False], ids=["declared-size", "streamed"])
+def test_decompression_stops_before_the_disk_fills(
+    big_core: str, tmp_path: Path, small_tmpdir: Path, run_triage, declare: bool
+) -> None:
+    """A zstd core bigger than the temporary directory has room for: one line that says how
+    much it needs and has, and to set TMPDIR; the directory is left empty, never full."""
+    archive = zstd_of(big_core, tmp_path / "core.zst", declare=declare)
+    free = shutil.disk_usage(small_tmpdir).free
+    rc, out, err = run_triage("core", archive, "--format", "json", env={"TMPDIR": small_tmpdir})
+    assert rc == 1
+    report = json.loads(out)
+    assert report["error"]["kind"] == "insufficient_space"
+    space = free - shutil.disk_usage(small_tmpdir).total // 20
+    amount = (
+        f"at least {os.path.getsize(big_core) / (1 << 20):.1f} MiB of temporary space (its "
+        f"headers say)"
+        if declare
+        else f"more than {space / (1 << 20):.1f} MiB of temporary space (decompression was "
+        f"stopped there)"
+    )
+    assert err == (
+        f"triage: error: decompressing {archive} (zstd) needs {amount} but {small_tmpdir} has "
+        f"{free / (1 << 20):.1f} MiB free; set TMPDIR to a directory with more room\n"
+    )
+    assert list(small_tmpdir.iterdir()) == []
+    assert shutil.disk_usage(small_tmpdir).free == free
+
+    rc, out, err = run_triage("core", archive, "--format", "json")  # with room: read
+    assert rc == 0, err
+    assert json.loads(out)["error"] is None

@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         "are hidden by default (as PyStack hides them)",
     )
     core.add_argument(
+        "--max-core-size",
+        metavar="SIZE",
+        type=size_argument,
+        help="refuse a core bigger than SIZE once decompressed (e.g. 20G; K, M, G, T are "
+        "powers of 1024)",
+    )
+    core.add_argument(
         "--header-only",
         action="store_true",
         help="only the core file information (process, signal, libraries): no stacks",
@@ -102,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def size_argument(text: str) -> int:
+    """A size option's value in bytes (`20G`); a usage error, saying what is expected, else."""
+    from triage.sizes import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_core(args: argparse.Namespace) -> int:
     from triage.engine import analyze_core
     from triage.render import NativeView, render_text, render_warnings, use_color
@@ -116,6 +133,7 @@ def cmd_core(args: argparse.Namespace) -> int:
         exhaustive=args.exhaustive,
         locals=args.locals,
         native=native,
+        max_core_size=args.max_core_size,
     )
     if args.format == "json":
         from triage.report import to_json

@@ -51,6 +51,7 @@ def analyze_core(
     locals: bool = False,
     native: bool = False,
     crashed_native: bool = True,
+    max_core_size: int | None = None,
 ) -> CoreReport:
     """Analyse the core at `path`. Never raises for bad input: the report's `error` says why
     (only MemoryError passes through, when the process runs out of memory).
@@ -61,7 +62,10 @@ def analyze_core(
     frame's arguments and local variables too; `native` unwinds every thread's native stack
     and merges it with the Python frames. Without it, the native stack of the thread that
     took the signal is read when it died of its own doing or has no Python frames (see
-    `_crashed_to_unwind`): with `crashed_native=False`, not even that.
+    `_crashed_to_unwind`): with `crashed_native=False`, not even that. `max_core_size`:
+    the most bytes the (decompressed) core may have; a bigger one is `core_too_large`, and
+    one that would not fit the temporary directory's free space `insufficient_space`, both
+    found out before the disk fills.
 
     A truncated core (cut by a size limit) is read as far as it goes: the report's `error`
     says it is truncated, its threads have what their surviving memory holds, and warnings
@@ -74,7 +78,7 @@ def analyze_core(
     vectorcall = True
     rows: dict[int, ThreadReport] = {}
     try:
-        with open_core(path) as opened:
+        with open_core(path, max_size=max_core_size) as opened:
             report.core = CoreFileInfo(
                 path=path,
                 size=opened.size,

@@ -8,6 +8,7 @@ import struct
 from collections.abc import Mapping
 
 from triage.coredump.corefile import CoreFile, Segment
+from triage.coredump.filebytes import FileBytes, map_file
 from triage.coredump.notes import FileMapping
 from triage.errors import AddressError
 
@@ -33,7 +34,7 @@ class CoreMemory:
         self._mappings: list[FileMapping] = sorted(core.mappings, key=lambda m: m.start)
         self._map_starts = [m.start for m in self._mappings]
         self._files = dict(files or {})
-        self._opened: dict[str, mmap.mmap | None] = {}
+        self._opened: dict[str, mmap.mmap | FileBytes | None] = {}
 
     def add_files(self, files: Mapping[str, str]) -> None:
         """Serve undumped bytes of these mappings (recorded path -> local path) from disk."""
@@ -111,14 +112,14 @@ class CoreMemory:
             raise AddressError(address, size, f"past the end of {mapping.path} on disk")
         return out
 
-    def _file(self, path: str) -> mmap.mmap | None:
+    def _file(self, path: str) -> mmap.mmap | FileBytes | None:
         if path not in self._opened:
             local = self._files.get(path)
             blob = None
             if local is not None:
                 try:
                     with open(local, "rb") as f:
-                        blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                        blob = map_file(f.fileno())
                 except (OSError, ValueError):
                     blob = None
             self._opened[path] = blob
