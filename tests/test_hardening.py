@@ -470,3 +470,69 @@ def test_decompression_stops_before_the_disk_fills(
     rc, out, err = run_triage("core", archive, "--format", "json")  # with room: read
     assert rc == 0, err
     assert json.loads(out)["error"] is None
+
+
+# ------------------------------------------------------------------------------------------
+# Strings that are not valid Unicode
+
+#: What the report shows of odd_process.py's strings: undecodable bytes as \xNN, a lone
+#: surrogate as \uNNNN, valid text as it is.
+BAD_SHOWN = "caf\\xe9 \\xff"
+LONE_SHOWN = "lone \\ud800 surrogate"
+NAMED = "\xfcn\xefc\xf6de"
+
+
+@pytest.fixture
+def strings_core(interpreter, tmp_path: Path) -> tuple[str, str]:
+    """A kernel core of odd_process.py strings, run from a directory whose name has the byte
+    0xff: (the core, the program's path as the report shows it)."""
+    odd = interpreter.workdir(tmp_path / "strings") / os.fsdecode(b"odd-\xff")
+    odd.mkdir()
+    program = odd / "odd_process.py"
+    shutil.copyfile(corefactory.PROGRAMS_DIR / "odd_process.py", program)
+    try:
+        core, _ready = corefactory.crash_program(
+            interpreter, tmp_path / "strings", str(program), "strings"
+        )
+    except CoreUnavailable as exc:
+        pytest.skip(str(exc))
+    return core, interpreter.see(program).replace("\udcff", "\\xff")
+
+
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_strings_that_are_not_unicode(interpreter, strings_core, locale: str) -> None:
+    """Thread names, file names, exception messages and arguments that hold bytes that are not
+    UTF-8 or lone surrogates: the JSON is UTF-8 that any parser reads, whatever the locale,
+    with those escaped; the text output never fails, not even on an ASCII-only stdout."""
+    core, shown_path = strings_core
+    env = {"LC_ALL": locale, "LANG": None, "PYTHONIOENCODING": None}
+    args = ("core", core, *interpreter.triage_args)
+    rc, out, err = run_limited(*args, "--format", "json", env=env)
+    assert rc == 0, err
+    assert err == b""
+    report = json.loads(out.decode("utf-8"))  # strict: raw bytes would not decode
+
+    py2 = interpreter.version[0] == 2
+    names = {t["name"] for t in report["threads"]}
+    assert names == {"MainThread", BAD_SHOWN, NAMED} | (set() if py2 else {LONE_SHOWN})
+    (main,) = [t for t in report["threads"] if t["crashed"]]
+    own = [f for f in main["frames"] if f["kind"] == "python"]
+    assert [f["function"] for f in own] == ["<module>", "main", "bad_strings"]
+    assert {f["file"] for f in own} == {shown_path}
+    exceptions = [(e["type"], e["state"], e["message"]) for e in main["exceptions"]]
+    handled = [("ValueError", "handling", BAD_SHOWN)]
+    assert exceptions == handled + ([] if py2 else [("ValueError", "context", LONE_SHOWN)])
+    assert report["signature"]["text"].startswith("SIGABRT (abort) | ")
+
+    for encoding in ("ascii", None):  # an ASCII-only stdout (strict), and the locale's
+        rc, out, err = run_limited(
+            *args, "--locals", "--no-color", env={**env, "PYTHONIOENCODING": encoding}
+        )
+        assert rc == 0, err
+        assert b"Traceback (most recent call last)" not in out + err
+        text = out.decode("ascii" if encoding else "utf-8")
+        named = "\\xfcn\\xefc\\xf6de" if encoding else NAMED
+        assert f"({BAD_SHOWN}) [] (most recent call last):" in text
+        assert f"({named}) [] (most recent call last):" in text
+        assert f'File "{shown_path}", line ' in text
+        assert f"    Handling ValueError: {BAD_SHOWN}\n" in text

@@ -138,7 +138,10 @@ def cmd_core(args: argparse.Namespace) -> int:
     if args.format == "json":
         from triage.report import to_json
 
-        sys.stdout.write(to_json(report) + "\n")
+        # JSON is UTF-8 whatever the locale says (RFC 8259); the report's strings are valid
+        # Unicode, so any parser reads it.
+        sys.stdout.flush()
+        sys.stdout.buffer.write((to_json(report) + "\n").encode("utf-8"))
         if report.error is not None:
             _error_line(report.error.message)
         return EXIT_ERROR if report.error else EXIT_OK
@@ -171,8 +174,17 @@ def _error_line(message: str) -> None:
     sys.stderr.write("triage: error: " + " ".join(message.split()) + "\n")
 
 
+def _forgiving_streams() -> None:
+    """Text the terminal's encoding cannot show (non-ASCII names under LC_ALL=C with
+    PYTHONIOENCODING=ascii, say) is written escaped (`\\xfc`), never a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):  # replaced or closed streams
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
+    _forgiving_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -34,6 +34,7 @@ from triage.report import (
     ThreadReport,
 )
 from triage.signature import Rules, compute_signature
+from triage.text import make_valid
 
 if TYPE_CHECKING:
     from triage.native.unwind import NativeFrame
@@ -69,7 +70,8 @@ def analyze_core(
 
     A truncated core (cut by a size limit) is read as far as it goes: the report's `error`
     says it is truncated, its threads have what their surviving memory holds, and warnings
-    say what is missing.
+    say what is missing. Every string of the report is valid Unicode: what the process's
+    bytes do not decode to is escaped (`triage.text`).
     """
     started = time.perf_counter()
     report = CoreReport(core=CoreFileInfo(path=path, size=0), triage_version=__version__)
@@ -167,6 +169,7 @@ def analyze_core(
         # when Python could not be read), statuses from native frames.
         describe_native(report, combine(python_threads, stacks, vectorcall), rows)
     mark_crashed(report)
+    make_valid(report)  # bytes that are not UTF-8, lone surrogates: escaped (triage.text)
     try:
         report.signature = compute_signature(report, signature_rules)
     except Exception as exc:  # the promise holds for signatures too: never a traceback

@@ -6,10 +6,11 @@
 #                                   kernel writes it as a hole, a sparse core of that size
 #   python odd_process.py strings   with strings that are not valid Unicode: threads named
 #                                   BAD (bytes that are not UTF-8: a 2.7 str, 3.x's
-#                                   surrogateescape) and LONE (a UCS-2 string with a lone
-#                                   surrogate) and a valid non-ASCII name, all sleeping; the main
-#                                   thread aborts in bad_strings(BAD, LONE) while handling
-#                                   ValueError(BAD). The test runs a copy of this file from a
+#                                   surrogateescape), NAMED (valid, not ASCII) and, on 3.x, LONE
+#                                   (a UCS-2 string with a lone surrogate; 2.7 wants str names),
+#                                   all sleeping; the main thread aborts in bad_strings(BAD,
+#                                   LONE) while handling ValueError(BAD), raised while handling
+#                                   ValueError(LONE). The test runs a copy of this file from a
 #                                   directory whose name is not UTF-8.
 #
 # ruff: noqa: UP010, UP036, RUF005 -- __future__ imports, the version test, list concatenation:
@@ -29,11 +30,13 @@ SYS_gettid = 186  # x86-64
 if sys.version_info[0] == 2:
     BAD = "caf\xe9 \xff"
     LONE = "lone \\ud800 surrogate".decode("unicode_escape")
-    NAMED = "\\xfcn\\xefc\\xf6de".decode("unicode_escape")
+    NAMED = "\xc3\xbcn\xc3\xafc\xc3\xb6de"  # UTF-8
+    THREADS = [BAD, NAMED]
 else:
     BAD = b"caf\xe9 \xff".decode("utf-8", "surrogateescape")
     LONE = "lone \ud800 surrogate"
     NAMED = "\xfcn\xefc\xf6de"
+    THREADS = [BAD, LONE, NAMED]
 
 
 def gettid():
@@ -66,9 +69,12 @@ def announce(tids):
 def bad_strings(bad, lone):
     raw = b"\xff\xfe"  # noqa: F841 -- a local for --locals
     try:
-        raise ValueError(bad)
+        raise ValueError(lone)
     except ValueError:
-        os.abort()
+        try:
+            raise ValueError(bad)
+        except ValueError:
+            os.abort()
 
 
 def main(mode, argument):
@@ -77,7 +83,7 @@ def main(mode, argument):
         announce([])
         os.abort()
     elif mode == "strings":
-        announce(start_threads([BAD, LONE, NAMED]))
+        announce(start_threads(THREADS))
         bad_strings(BAD, LONE)
     raise SystemExit("unknown mode: " + mode)
 
