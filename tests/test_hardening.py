@@ -536,3 +536,80 @@ def test_strings_that_are_not_unicode(interpreter, strings_core, locale: str) ->
         assert f"({named}) [] (most recent call last):" in text
         assert f'File "{shown_path}", line ' in text
         assert f"    Handling ValueError: {BAD_SHOWN}\n" in text
+
+
+# ------------------------------------------------------------------------------------------
+# A damaged library
+
+
+@pytest.fixture(scope="module")
+def native_crash(preferred_interp, tmp_path_factory: pytest.TempPathFactory):
+    """A kernel core of native_crash.py path-a (strlen(NULL) from the suite's crashlib.so,
+    called through ctypes): (the core, the directory crashlib.so was loaded from)."""
+    import signal
+
+    import native_builds
+
+    directory = tmp_path_factory.mktemp("damaged-library")
+    try:
+        built = native_builds.crash_dir(preferred_interp, directory / "build")
+        core, _ready = corefactory.crash_program(
+            preferred_interp,
+            directory / "run",
+            "native_crash.py",
+            "path-a",
+            built,
+            sig=signal.SIGSEGV,
+        )
+    except CoreUnavailable as exc:
+        pytest.skip(str(exc))
+    yield core, built
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("keep", ["header", "half"])
+def test_damaged_library_loses_only_its_own_frames(
+    native_crash, triage_json, tmp_path: Path, keep: str
+) -> None:
+    """crashlib.so, moved away since the crash, is found by --lib-search-path in a copy cut
+    short (after its ELF header, or in the middle): its frame has no name, every other frame
+    of every thread is as with the intact file, and one warning names the damaged copy."""
+    core, built = native_crash
+    good = triage_json(core, "--native")
+    library = os.path.join(built, "crashlib.so")
+    search = tmp_path / "search"
+    search.mkdir()
+    damaged = search / "crashlib.so"
+    shutil.copyfile(library, damaged)
+    os.truncate(damaged, 64 if keep == "header" else os.path.getsize(library) // 2)
+    moved = built + "-moved"
+    os.rename(built, moved)
+    try:
+        report = triage_json(core, "--native", "--lib-search-path", str(search))
+    finally:
+        os.rename(moved, built)
+
+    assert report["error"] is None
+    problems = [w for w in report["warnings"] if "cannot be read" in w]
+    assert len(problems) == 1, report["warnings"]
+    assert problems[0].startswith(f"{damaged} (mapped as {library}) cannot be read (")
+    assert problems[0].endswith(
+        "); its native frames have no function names or lines: give an intact copy of it"
+    )
+
+    def shown(frame: dict) -> dict:
+        return {k: v for k, v in frame.items() if k != "by_frame_pointer"}
+
+    for before in good["threads"]:
+        (after,) = [t for t in report["threads"] if t["tid"] == before["tid"]]
+        expected, seen = [], set()
+        for frame in before["frames"]:
+            if frame["library"] != library:
+                expected.append(shown(frame))
+            elif frame["address"] not in seen:  # its inlined calls are no longer known
+                seen.add(frame["address"])
+                expected.append({**shown(frame), "function": "???", "file": "???", "line": None})
+        assert [shown(f) for f in after["frames"]] == expected
+    (crashed,) = [t for t in report["threads"] if t["crashed"]]
+    assert any(f["library"] == library for f in crashed["frames"])
+    assert crashed["frames"][-1]["function"] != "???"  # libc's strlen is still named

@@ -255,7 +255,7 @@ def _native_stacks(
 
     try:
         names = link_map_names(memory, images, exe_mapping)
-        return native_stacks(
+        stacks, warnings = native_stacks(
             core,
             memory,
             images,
@@ -266,6 +266,8 @@ def _native_stacks(
             names,
             tids,
         )
+        report.warnings.extend(warnings)
+        return stacks
     except MemoryError:
         raise
     except Exception as exc:

@@ -205,7 +205,17 @@ def _parse(path: str, m: mmap.mmap | FileBytes) -> ElfSymbols:
     header = elf.read_header(read)
     phdrs = elf.read_program_headers(read, header)
     loads = [p.vaddr for p in phdrs if p.type == elf.PT_LOAD]
+    table_end = header.shoff + header.shentsize * header.shnum
+    if header.shnum and table_end > len(m):
+        raise elf.ElfFormatError(
+            f"its section headers end at byte {table_end}, past its {len(m)} bytes: it was cut"
+        )
     raw = elf.read_section_headers(read, header)
+    cut = [h for h in raw if h.type != SHT_NOBITS and h.offset + h.size > len(m)]
+    if cut:
+        raise elf.ElfFormatError(
+            f"{len(cut)} of its sections end past its {len(m)} bytes: it was cut or damaged"
+        )
     names = b""
     if raw and header.shstrndx < len(raw):
         table = raw[header.shstrndx]
