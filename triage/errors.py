@@ -8,11 +8,17 @@ range is a bug in triage, and surfaces as one instead of reading as damaged memo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from triage.kinds import ErrorKind
+
 
 class TriageError(Exception):
-    """An analysis failure a user can act on. `kind` is stable; the message is one line."""
+    """An analysis failure a user can act on. `kind` is stable (one of `triage.kinds`); the
+    message is one line. A TriageError without a kind of its own is a bug: internal_error."""
 
-    kind = "error"
+    kind: ErrorKind = "internal_error"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -22,7 +28,7 @@ class TriageError(Exception):
 class CoreFileError(TriageError):
     """The core file cannot be opened or is not an ELF core."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: ErrorKind, message: str) -> None:
         super().__init__(message)
         self.kind = kind
 
@@ -30,7 +36,7 @@ class CoreFileError(TriageError):
 class ExecutableError(TriageError):
     """The executable given or found does not fit the core."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: ErrorKind, message: str) -> None:
         super().__init__(message)
         self.kind = kind
 
