@@ -535,6 +535,7 @@ def test_strings_that_are_not_unicode(interpreter, strings_core, locale: str) ->
         assert f"({BAD_SHOWN}) [] (most recent call last):" in text
         assert f"({named}) [] (most recent call last):" in text
         assert f'File "{shown_path}", line ' in text
+        assert "\n        os.abort()\n" in text  # the source line, read from the odd path
         assert f"    Handling ValueError: {BAD_SHOWN}\n" in text
 
 
