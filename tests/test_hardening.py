@@ -184,11 +184,13 @@ def test_misspelt_layout_member_is_a_bug_not_damage(
     triage; before, the thread names' reader took the KeyError for unreadable memory and the
     report silently lost every thread name."""
     from triage import engine
-    from triage.cpython import thread_names
+    from triage.cpython import fields, thread_names
     from triage.cpython.fields import Field, Offsets
 
     case = cores.gcore(preferred_interp)
     assert engine.analyze_core(case.path).threads[0].name == "MainThread"
+    # Declarations register themselves: this one only in a copy of the registry.
+    monkeypatch.setattr(fields, "_REGISTRY", list(fields._REGISTRY))
 
     class Misspelt(Offsets):
         md_dict = Field("PyModuleObject", "md_dcit")
