@@ -131,7 +131,8 @@ def root_of(path: str | os.PathLike) -> str | None:
     if root is None:
         return None
     try:
-        relative = Path(path).resolve().relative_to(Path(root).resolve() / "tmp")
+        # realpath: a symbolic link loop (a test of one) is not resolved, not an error
+        relative = Path(os.path.realpath(path)).relative_to(Path(root).resolve() / "tmp")
     except ValueError:
         return None
     return root if relative.parts and relative.parts[0].startswith("triage-tests-") else None

@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         "are hidden by default (as PyStack hides them)",
     )
     core.add_argument(
+        "--max-core-size",
+        metavar="SIZE",
+        type=size_argument,
+        help="refuse a core bigger than SIZE once decompressed (e.g. 20G; K, M, G, T are "
+        "powers of 1024)",
+    )
+    core.add_argument(
         "--header-only",
         action="store_true",
         help="only the core file information (process, signal, libraries): no stacks",
@@ -108,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def size_argument(text: str) -> int:
+    """A size option's value in bytes (`20G`); a usage error, saying what is expected, else."""
+    from triage.sizes import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_core(args: argparse.Namespace) -> int:
     from triage.engine import analyze_core
     from triage.render import NativeView, render_text, render_warnings, use_color
@@ -122,11 +139,15 @@ def cmd_core(args: argparse.Namespace) -> int:
         exhaustive=args.exhaustive,
         locals=args.locals,
         native=native,
+        max_core_size=args.max_core_size,
     )
     if args.format == "json":
         from triage.report import to_json
 
-        sys.stdout.write(to_json(report) + "\n")
+        # JSON is UTF-8 whatever the locale says (RFC 8259); the report's strings are valid
+        # Unicode, so any parser reads it.
+        sys.stdout.flush()
+        sys.stdout.buffer.write((to_json(report) + "\n").encode("utf-8"))
         if report.error is not None:
             _error_line(report.error.message)
         return EXIT_ERROR if report.error else EXIT_OK
@@ -166,8 +187,17 @@ def _needs_sweep_extra(command: str, missing: str) -> None:
     )
 
 
+def _forgiving_streams() -> None:
+    """Text the terminal's encoding cannot show (non-ASCII names under LC_ALL=C with
+    PYTHONIOENCODING=ascii, say) is written escaped (`\\xfc`), never a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):  # replaced or closed streams
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
+    _forgiving_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in PIPELINE_COMMANDS:

@@ -113,8 +113,7 @@ def describe_python(report: CoreReport, state: PythonState) -> dict[int, ThreadR
                 f"thread {thread.tid}: the stack is deeper than {MAX_FRAMES} frames; "
                 f"only the newest {MAX_FRAMES} are shown"
             )
-        if thread.error:
-            report.warnings.append(f"thread {thread.tid}: {thread.error}")
+        report.warnings += [f"thread {thread.tid}: {w}" for w in thread.warnings]
     return rows
 
 

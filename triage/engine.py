@@ -22,7 +22,7 @@ from triage.coredump.source import identify, open_core
 from triage.coredump.stacks import stack_warnings
 from triage.cpython.interpreter import PyThread, read_python
 from triage.describe import describe_native, describe_python, mark_crashed
-from triage.errors import CoreFileError, TriageError
+from triage.errors import TriageError
 from triage.report import (
     SELF_INFLICTED,
     CoreFileInfo,
@@ -34,6 +34,7 @@ from triage.report import (
     ThreadReport,
 )
 from triage.signature import Rules, compute_signature
+from triage.text import make_valid
 
 if TYPE_CHECKING:
     from triage.native.unwind import NativeFrame
@@ -51,6 +52,7 @@ def analyze_core(
     locals: bool = False,
     native: bool = False,
     crashed_native: bool = True,
+    max_core_size: int | None = None,
 ) -> CoreReport:
     """Analyse the core at `path`. Never raises for bad input: the report's `error` says why
     (only MemoryError passes through, when the process runs out of memory).
@@ -61,7 +63,15 @@ def analyze_core(
     frame's arguments and local variables too; `native` unwinds every thread's native stack
     and merges it with the Python frames. Without it, the native stack of the thread that
     took the signal is read when it died of its own doing or has no Python frames (see
-    `_crashed_to_unwind`): with `crashed_native=False`, not even that.
+    `_crashed_to_unwind`): with `crashed_native=False`, not even that. `max_core_size`:
+    the most bytes the (decompressed) core may have; a bigger one is `core_too_large`, and
+    one that would not fit the temporary directory's free space `insufficient_space`, both
+    found out before the disk fills.
+
+    A truncated core (cut by a size limit) is read as far as it goes: the report's `error`
+    says it is truncated, its threads have what their surviving memory holds, and warnings
+    say what is missing. Every string of the report is valid Unicode: what the process's
+    bytes do not decode to is escaped (`triage.text`).
     """
     started = time.perf_counter()
     report = CoreReport(core=CoreFileInfo(path=path, size=0), triage_version=__version__)
@@ -70,7 +80,7 @@ def analyze_core(
     vectorcall = True
     rows: dict[int, ThreadReport] = {}
     try:
-        with open_core(path) as opened:
+        with open_core(path, max_size=max_core_size) as opened:
             report.core = CoreFileInfo(
                 path=path,
                 size=opened.size,
@@ -80,8 +90,8 @@ def analyze_core(
             core = parse_core(opened)
             _describe_process(report, core)
             truncated = core.truncation()
-            if truncated:
-                raise CoreFileError("truncated_core", truncated)
+            if truncated:  # read what is there; the error stays, the rest are warnings
+                report.error = ErrorInfo(kind="truncated_core", message=truncated)
             search = LibrarySearch.from_options(lib_search_path, lib_search_root)
             report.library_search_path = list(search.path)
             memory = CoreMemory(core)
@@ -137,16 +147,20 @@ def analyze_core(
             finally:
                 memory.close()
     except TriageError as exc:
-        report.error = ErrorInfo(kind=exc.kind, message=exc.message)
+        _fail(report, ErrorInfo(kind=exc.kind, message=exc.message))
         if report.core.size == 0:
             size, compression = identify(path)
             report.core = CoreFileInfo(path=path, size=size, compression=compression or "none")
     except MemoryError:
         raise  # not a bug: the caller's memory guard (a sweep's child) says so
     except Exception as exc:  # a bug in triage: still one report, never a traceback
-        report.error = ErrorInfo(
-            kind="internal_error",
-            message=f"internal error ({type(exc).__name__}: {exc}); please report it with the core",
+        _fail(
+            report,
+            ErrorInfo(
+                kind="internal_error",
+                message=f"internal error ({type(exc).__name__}: {exc}); please report it with "
+                f"the core",
+            ),
         )
     if stacks:
         from triage.native.stacks import combine
@@ -155,12 +169,22 @@ def analyze_core(
         # when Python could not be read), statuses from native frames.
         describe_native(report, combine(python_threads, stacks, vectorcall), rows)
     mark_crashed(report)
+    make_valid(report)  # bytes that are not UTF-8, lone surrogates: escaped (triage.text)
     try:
         report.signature = compute_signature(report, signature_rules)
     except Exception as exc:  # the promise holds for signatures too: never a traceback
         report.warnings.append(f"no signature: internal error ({type(exc).__name__}: {exc})")
     report.analysis_seconds = round(time.perf_counter() - started, 6)
     return report
+
+
+def _fail(report: CoreReport, error: ErrorInfo) -> None:
+    """`error` ends the analysis; when the report already has one (a truncated core read as
+    far as it goes), that one stays the error and this one is said as a warning."""
+    if report.error is None:
+        report.error = error
+    else:
+        report.warnings.append(error.message)
 
 
 def _crashed_to_unwind(report: CoreReport, python_threads: list[PyThread]) -> list[int]:
@@ -231,7 +255,7 @@ def _native_stacks(
 
     try:
         names = link_map_names(memory, images, exe_mapping)
-        return native_stacks(
+        stacks, warnings = native_stacks(
             core,
             memory,
             images,
@@ -242,6 +266,8 @@ def _native_stacks(
             names,
             tids,
         )
+        report.warnings.extend(warnings)
+        return stacks
     except MemoryError:
         raise
     except Exception as exc:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from triage.report import CoreReport, ExceptionReport, FrameReport, ThreadReport
+from triage.text import unescaped_path
 
 BOLD, RED, GREEN, YELLOW, CYAN = "\x1b[1m", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m"
 BLUE = "\x1b[34m"
@@ -237,8 +238,12 @@ class SourceCache:
             return None
         if path not in self._files:
             self._files[path] = None
-            candidates = [root + path for root in self._roots if path.startswith("/")]
-            for candidate in [*candidates, path]:
+            named = [path]
+            original = unescaped_path(path)  # a name of bytes that are not UTF-8
+            if original is not None:
+                named.append(original)
+            candidates = [root + p for p in named for root in self._roots if p.startswith("/")]
+            for candidate in [*candidates, *named]:
                 try:
                     with open(candidate, encoding="utf-8", errors="replace") as f:
                         self._files[path] = f.read().splitlines()

@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+from triage.kinds import ErrorKind
+
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
@@ -234,8 +236,9 @@ class Signature:
 class ErrorInfo:
     """Why the analysis stopped."""
 
-    kind: str
-    """Stable machine-readable kind, e.g. not_elf, truncated_core, wrong_executable."""
+    kind: ErrorKind
+    """Stable machine-readable kind, e.g. not_elf, truncated_core, wrong_executable: one of
+    `triage.kinds.ErrorKind` (docs/errors.md says what each means)."""
     message: str
     """One line for a person: the problem and what to do."""
 

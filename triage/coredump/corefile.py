@@ -60,7 +60,8 @@ class CoreFile:
         return (
             f"core file {self.path} is truncated: {len(short)} of {len(self.segments)} memory "
             f"segments end past the end of the file ({missing} bytes missing); "
-            f"the dump was cut short (disk full or size limit?)"
+            f"the dump was cut short (disk full, or a core size limit: ulimit -c, "
+            f"systemd-coredump's ProcessSizeMax); what it still holds is read"
         )
 
 

@@ -30,6 +30,12 @@ class ElfFormatError(ValueError):
     """The bytes are not a (well-formed) ELF64 little-endian image."""
 
 
+#: What reading a damaged ELF file on disk (cut short, overwritten) can raise in the readers
+#: of its headers, symbols, call-frame information and DWARF: the file is then one that cannot
+#: be used, not a bug.
+DAMAGED_FILE = (OSError, ValueError, IndexError, struct.error)
+
+
 @dataclass(frozen=True, slots=True)
 class ElfHeader:
     """The fields of the ELF header that triage uses."""

@@ -10,6 +10,8 @@ through the executable's `DT_DEBUG` entry, which the dynamic linker points at it
 
 from __future__ import annotations
 
+import os
+
 from triage.coredump import elf
 from triage.coredump.images import LoadedImage
 from triage.coredump.memory import CoreMemory
@@ -38,7 +40,7 @@ def link_map_names(
         while link and link not in seen and len(seen) < MAX_LINKS:
             seen.add(link)
             name_at, dynamic = memory.u64(link + 8), memory.u64(link + 16)
-            name = memory.cstring(name_at, 4096).decode("utf-8", "replace") if name_at else ""
+            name = os.fsdecode(memory.cstring(name_at, 4096)) if name_at else ""
             image = next((i for i in images if i.start <= dynamic < i.end), None)
             if image is not None and name and name != image.path:
                 out[image.path] = name

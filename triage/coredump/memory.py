@@ -8,6 +8,7 @@ import struct
 from collections.abc import Mapping
 
 from triage.coredump.corefile import CoreFile, Segment
+from triage.coredump.filebytes import FileBytes, map_file
 from triage.coredump.notes import FileMapping
 from triage.errors import AddressError
 
@@ -27,12 +28,13 @@ class CoreMemory:
 
     def __init__(self, core: CoreFile, files: Mapping[str, str] | None = None) -> None:
         self._data = core.data
+        self._size = len(core.data)
         self._segments: list[Segment] = core.segments
         self._starts = [s.vaddr for s in self._segments]
         self._mappings: list[FileMapping] = sorted(core.mappings, key=lambda m: m.start)
         self._map_starts = [m.start for m in self._mappings]
         self._files = dict(files or {})
-        self._opened: dict[str, mmap.mmap | None] = {}
+        self._opened: dict[str, mmap.mmap | FileBytes | None] = {}
 
     def add_files(self, files: Mapping[str, str]) -> None:
         """Serve undumped bytes of these mappings (recorded path -> local path) from disk."""
@@ -73,7 +75,8 @@ class CoreMemory:
         seg = self.segment_at(address)
         if seg is not None and address + size <= seg.vaddr + seg.filesz:
             off = seg.offset + address - seg.vaddr
-            return self._data[off : off + size]
+            if off + size <= self._size:  # else the file was cut there: said below
+                return self._data[off : off + size]
         parts = []
         addr, left = address, size
         while left:
@@ -88,10 +91,11 @@ class CoreMemory:
         if seg is not None and address < seg.vaddr + seg.filesz:
             n = min(size, seg.vaddr + seg.filesz - address)
             off = seg.offset + address - seg.vaddr
-            out = self._data[off : off + n]
-            if len(out) == n:
-                return out
-            raise AddressError(address, size, "the core file is truncated there")
+            if off + n <= self._size:
+                return self._data[off : off + n]
+            if off < self._size:  # what the file still has, then the error for the rest
+                return self._data[off : self._size]
+            raise AddressError(address, size, "the core file is truncated before it")
         if core_only:
             raise AddressError(address, size, "not dumped in the core")
         mapping = self.mapping_at(address)
@@ -108,14 +112,14 @@ class CoreMemory:
             raise AddressError(address, size, f"past the end of {mapping.path} on disk")
         return out
 
-    def _file(self, path: str) -> mmap.mmap | None:
+    def _file(self, path: str) -> mmap.mmap | FileBytes | None:
         if path not in self._opened:
             local = self._files.get(path)
             blob = None
             if local is not None:
                 try:
                     with open(local, "rb") as f:
-                        blob = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                        blob = map_file(f.fileno())
                 except (OSError, ValueError):
                     blob = None
             self._opened[path] = blob

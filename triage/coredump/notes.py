@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
 
@@ -161,9 +162,11 @@ def parse_file_note(desc: bytes) -> list[FileMapping]:
     out = []
     for i in range(count):
         start, end, pgoff = struct.unpack_from("<QQQ", desc, 16 + 24 * i)
-        out.append(FileMapping(start, end, pgoff * page_size, names[i].decode("utf-8", "replace")))
+        out.append(FileMapping(start, end, pgoff * page_size, os.fsdecode(names[i])))
     return out
 
 
 def _cstr(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+    """A NUL-terminated field, its bytes kept (`surrogateescape`; the report escapes what is
+    not UTF-8, `triage.text`)."""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")

@@ -1,12 +1,19 @@
 """Open a core file as given: plain ELF, or gzip/zstd/xz/lz4 recognised by content.
 
-A compressed core is streamed into an anonymous temporary file (created, then unlinked at once,
-so it disappears on every exit path, even SIGKILL) and served from there through mmap.
+A compressed core is streamed into anonymous memory, or an anonymous temporary file (created,
+then unlinked at once, so it disappears on every exit path, even SIGKILL), and served from there
+through mmap. Decompression is bounded: by the maximum core size asked for, and by the free
+space of the temporary directory (a clear error before the disk fills), checked against what
+the archive's headers declare before anything is decompressed, then while copying.
+
+Only regular files are opened: a FIFO (which would block until a writer comes) or a device is
+refused with `not_a_regular_file` before anything is opened.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 import resource
@@ -15,7 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from triage.coredump.archives import declared_size, zstd_frames
+from triage.coredump.filebytes import FileBytes, map_file
 from triage.errors import CoreFileError
+from triage.sizes import format_size
 
 MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"\x7fELF", "none"),
@@ -35,12 +45,13 @@ IN_MEMORY_LIMIT = 64 << 20
 
 @dataclass
 class OpenedCore:
-    """A core ready to read: its bytes as a read-only mmap, and what it was on disk."""
+    """A core ready to read: its bytes (a read-only mmap, or read on demand when the address
+    space has no room for one), and what it was on disk."""
 
     path: str
     size: int
     compression: str
-    data: mmap.mmap | bytes
+    data: mmap.mmap | FileBytes | bytes
 
     @property
     def uncompressed_size(self) -> int:
@@ -79,85 +90,120 @@ def decompressor(stream: BinaryIO, compression: str) -> BinaryIO:
     raise ValueError(f"unknown compression {compression!r}")
 
 
-ZSTD_MAGIC = 0xFD2FB528
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How big a compressed core may decompress: at most `max_size` bytes (None: no limit),
+    and what spills to disk at most `space` bytes of the temporary directory `tmpdir`, which
+    had `free` bytes free."""
+
+    max_size: int | None
+    tmpdir: str
+    free: int
+    space: int
+
+    @classmethod
+    def here(cls, max_size: int | None = None) -> Limits:
+        """The limits of this machine: the temporary directory's free space, less a reserve
+        (a twentieth of its file system, at most 1 GiB) so that the disk never fills."""
+        import shutil
+        import tempfile
+
+        tmpdir = tempfile.gettempdir()
+        usage = shutil.disk_usage(tmpdir)
+        reserve = min(usage.total // 20, 1 << 30)
+        return cls(max_size, tmpdir, usage.free, max(0, usage.free - reserve))
 
 
-def zstd_problem(stream: BinaryIO) -> str | None:
-    """Why a zstd stream is incomplete (cut inside a frame), or None when every frame ends.
+class TooBig(Exception):
+    """Decompression was stopped: the core has more than `size` bytes, the limit `limit`
+    ("max_size" or "space"); with `declared`, it has at least `size`, as its headers say."""
 
-    zstandard's streaming reader stops quietly at a cut, so the frames are walked here by
-    their headers (RFC 8878): block sizes are read, payloads skipped, nothing decompressed.
-    """
-    stream.seek(0, os.SEEK_END)
-    size = stream.tell()
-    stream.seek(0)
-    frames = 0
-    while stream.tell() < size:
-        head = stream.read(4)
-        if len(head) < 4:
-            return "it ends inside a frame header"
-        magic = int.from_bytes(head, "little")
-        if magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame: size, then that many bytes
-            raw = stream.read(4)
-            if len(raw) < 4 or stream.seek(int.from_bytes(raw, "little"), os.SEEK_CUR) > size:
-                return "it ends inside a skippable frame"
-            continue
-        if magic != ZSTD_MAGIC:
-            return f"frame {frames + 1} does not start with the zstd magic number"
-        descriptor = stream.read(1)
-        if not descriptor:
-            return "it ends inside a frame header"
-        d = descriptor[0]
-        fcs, single, checksum, dict_id = d >> 6, d >> 5 & 1, d >> 2 & 1, d & 3
-        header = (0 if single else 1) + (0, 1, 2, 4)[dict_id]
-        header += (1 if single else 0, 2, 4, 8)[fcs]
-        stream.seek(header, os.SEEK_CUR)
-        while True:
-            raw = stream.read(3)
-            if len(raw) < 3:
-                return f"it ends inside frame {frames + 1} (the dump or the copy was cut)"
-            block = int.from_bytes(raw, "little")
-            kind, length = block >> 1 & 3, block >> 3
-            if kind == 3:
-                return f"frame {frames + 1} has a block of a reserved type (corrupt)"
-            stream.seek(1 if kind == 1 else length, os.SEEK_CUR)
-            if block & 1:
-                break
-        if checksum:
-            stream.seek(4, os.SEEK_CUR)
-        if stream.tell() > size:
-            return f"it ends inside frame {frames + 1} (the dump or the copy was cut)"
-        frames += 1
-    stream.seek(0)
-    return None
+    def __init__(self, size: int, limit: str, declared: bool = False) -> None:
+        super().__init__(size, limit)
+        self.size = size
+        self.limit = limit
+        self.declared = declared
+
+
+def _too_big(path: str, exc: TooBig, limits: Limits, compression: str) -> CoreFileError:
+    """The one-line error for a core that passes a limit."""
+    amount = f"{'at least' if exc.declared else 'more than'} {format_size(exc.size)}"
+    how = "its headers say" if exc.declared else "decompression was stopped there"
+    if exc.limit == "max_size":
+        assert limits.max_size is not None
+        return CoreFileError(
+            "core_too_large",
+            f"{path} ({compression}) decompresses to {amount} ({how}), more than the maximum "
+            f"core size of {format_size(limits.max_size)}; raise it (--max-core-size) to "
+            f"analyse this core",
+        )
+    return CoreFileError(
+        "insufficient_space",
+        f"decompressing {path} ({compression}) needs {amount} of temporary space ({how}) but "
+        f"{limits.tmpdir} has {format_size(limits.free)} free; set TMPDIR to a directory "
+        f"with more room",
+    )
 
 
 def _check_path(path: str) -> os.stat_result:
+    """The file's status, or the CoreFileError that says why it cannot be a core: missing,
+    unreadable, a symbolic link loop, a directory, a FIFO or a device, empty. Nothing is
+    opened (opening a FIFO would wait for a writer)."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise CoreFileError(
-            "file_not_found", f"core file {path} does not exist; check the path"
-        ) from None
-    except PermissionError:
-        raise CoreFileError(
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    _check_type(path, st)
+    return st
+
+
+def _open_error(path: str, exc: OSError) -> CoreFileError:
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return CoreFileError("file_not_found", f"core file {path} does not exist; check the path")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return CoreFileError(
             "permission_denied", f"core file {path} is not readable: permission denied"
-        ) from None
+        )
+    if exc.errno == errno.ELOOP:
+        return CoreFileError(
+            "symlink_loop",
+            f"core file {path} is a symbolic link that leads back to itself (too many levels "
+            f"of symbolic links); give the path of the core file itself",
+        )
+    return CoreFileError("unreadable", f"cannot open core file {path}: {exc.strerror}")
+
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _check_type(path: str, st: os.stat_result) -> None:
     if stat.S_ISDIR(st.st_mode):
         raise CoreFileError(
             "is_a_directory", f"{path} is a directory; give the path of one core file"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        what = next((name for test, name in _NOT_REGULAR if test(st.st_mode)), "special")
+        raise CoreFileError(
+            "not_a_regular_file",
+            f"{path} is {what}, not a regular file; save the core to a file and give its path",
         )
     if st.st_size == 0:
         raise CoreFileError(
             "empty_file", f"core file {path} is empty (0 bytes); the dump failed or was cut"
         )
-    return st
 
 
 def identify(path: str) -> tuple[int, str | None]:
     """Size and compression of a file as given, for the report, even when it cannot be read
-    further; (0, None) when it cannot be opened at all."""
+    further; (0, None) when it is no regular file or cannot be opened at all."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return 0, None
         with open(path, "rb") as f:
             return os.fstat(f.fileno()).st_size, sniff(f.read(8))
     except OSError:
@@ -165,14 +211,19 @@ def identify(path: str) -> tuple[int, str | None]:
 
 
 @contextlib.contextmanager
-def open_core(path: str) -> Iterator[OpenedCore]:
-    """Open `path` as a core, decompressing if needed; everything is released on exit."""
-    st = _check_path(path)
+def open_core(path: str, *, max_size: int | None = None) -> Iterator[OpenedCore]:
+    """Open `path` as a core, decompressing if needed; everything is released on exit.
+    `max_size`: the most bytes the (uncompressed) core may have, else core_too_large."""
+    _check_path(path)
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed in finally
+        # Non-blocking: a FIFO put in the file's place since the check must not hang us.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise CoreFileError("unreadable", f"cannot open core file {path}: {exc.strerror}") from None
+        raise _open_error(path, exc) from None
+    f = os.fdopen(fd, "rb")
     try:
+        st = os.fstat(fd)
+        _check_type(path, st)
         compression = sniff(f.read(8))
         f.seek(0)
         if compression is None:
@@ -181,9 +232,16 @@ def open_core(path: str) -> Iterator[OpenedCore]:
                 f"{path} is not an ELF core file nor a gzip/zstd/xz/lz4 archive of one",
             )
         if compression == "none":
-            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            if max_size is not None and st.st_size > max_size:
+                raise CoreFileError(
+                    "core_too_large",
+                    f"core file {path} has {format_size(st.st_size)}, more than the maximum "
+                    f"core size of {format_size(max_size)}; raise it (--max-core-size) to "
+                    f"analyse this core",
+                )
+            data: mmap.mmap | FileBytes = map_file(fd)
         else:
-            data = _inflate(f, compression, path)
+            data = _inflate(f, compression, path, Limits.here(max_size))
         try:
             yield OpenedCore(path, st.st_size, compression, data)
         finally:
@@ -192,20 +250,28 @@ def open_core(path: str) -> Iterator[OpenedCore]:
         f.close()
 
 
-def _inflate(f: BinaryIO, compression: str, path: str) -> mmap.mmap:
+def _inflate(f: BinaryIO, compression: str, path: str, limits: Limits) -> mmap.mmap | FileBytes:
     """Stream-decompress into memory (see IN_MEMORY_LIMIT), or into an already-unlinked
-    temporary file for bigger cores, and map it."""
+    temporary file for bigger cores, and map it; within `limits`, checked first against
+    the size the headers declare, then while copying."""
     if compression == "zstd":
-        problem = zstd_problem(f)
-        if problem is not None:
+        frames = zstd_frames(f)
+        if frames.problem is not None:
             raise CoreFileError(
                 "decompression_failed",
-                f"{path} is a damaged or truncated zstd archive ({problem}); "
+                f"{path} is a damaged or truncated zstd archive ({frames.problem}); "
                 f"recompress it from the original core",
             )
+        declared = frames.declared or None
+    else:
+        declared = declared_size(f, compression)
     try:
+        if declared is not None:
+            _check_declared(declared, limits)
         with decompressor(f, compression) as src:
-            data = decompress_to_map(src)
+            data = decompress_to_map(src, max_size=limits.max_size, space=limits.space)
+    except TooBig as exc:
+        raise _too_big(path, exc, limits, compression) from None
     except Exception as exc:  # each codec has its own error types (zstd: ZstdError)
         if isinstance(exc, OSError) and exc.errno is not None:
             raise CoreFileError(
@@ -221,9 +287,25 @@ def _inflate(f: BinaryIO, compression: str, path: str) -> mmap.mmap:
     return data
 
 
-def decompress_to_map(src: BinaryIO, limit: int = IN_MEMORY_LIMIT) -> mmap.mmap | None:
+def _check_declared(declared: int, limits: Limits) -> None:
+    """TooBig before anything is decompressed, when the size the archive's headers declare
+    passes the maximum, or needs more temporary space than there is."""
+    if limits.max_size is not None and declared > limits.max_size:
+        raise TooBig(declared, "max_size", declared=True)
+    if declared > _region_size() and declared > limits.space:
+        raise TooBig(declared, "space", declared=True)
+
+
+def decompress_to_map(
+    src: BinaryIO,
+    limit: int = IN_MEMORY_LIMIT,
+    *,
+    max_size: int | None = None,
+    space: int | None = None,
+) -> mmap.mmap | FileBytes | None:
     """All of `src` in anonymous memory if it fits in `limit` bytes, else in a temporary
-    file (what was read so far first), as a mapping; None if it holds nothing."""
+    file (what was read so far first), as a mapping; None if it holds nothing. TooBig as
+    soon as more than `max_size` bytes come, or more than `space` would go to the file."""
     region = _anonymous_region(limit)
     size = 0
     if region is not None:
@@ -234,24 +316,35 @@ def decompress_to_map(src: BinaryIO, limit: int = IN_MEMORY_LIMIT) -> mmap.mmap 
                 if not n:
                     break
                 size += n
-        finally:
+                if max_size is not None and size > max_size:
+                    raise TooBig(max_size, "max_size")
+        except BaseException:
             view.release()
+            region.close()
+            raise
+        view.release()
         if size < len(region):
             if not size:
                 region.close()
                 return None
             region.resize(size)
             return region
-    return _spill(src, region)
+    return _spill(src, region, max_size, space)
+
+
+def _region_size(limit: int = IN_MEMORY_LIMIT) -> int:
+    """How many bytes `_anonymous_region(limit)` holds at most (0: none)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if soft != resource.RLIM_INFINITY:
+        limit = min(limit, soft // 4)
+    return limit if limit >= CHUNK else 0
 
 
 def _anonymous_region(limit: int) -> mmap.mmap | None:
     """A private anonymous mapping of `limit` bytes (of a quarter of the process's data limit
     at most), asking for transparent huge pages; None if none can be had."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_DATA)
-    if soft != resource.RLIM_INFINITY:
-        limit = min(limit, soft // 4)
-    if limit < CHUNK:
+    limit = _region_size(limit)
+    if not limit:
         return None
     try:
         region = mmap.mmap(-1, limit, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -262,20 +355,43 @@ def _anonymous_region(limit: int) -> mmap.mmap | None:
     return region
 
 
-def _spill(src: BinaryIO, head: mmap.mmap | None) -> mmap.mmap | None:
+def _spill(
+    src: BinaryIO, head: mmap.mmap | None, max_size: int | None, space: int | None
+) -> mmap.mmap | FileBytes | None:
     """`head` (a full region, if any) and then the rest of `src`, in an already-unlinked
-    temporary file, mapped."""
-    import shutil
+    temporary file, mapped; TooBig past `max_size` bytes or `space` bytes of the file."""
     import tempfile
 
     fd, tmp = tempfile.mkstemp(prefix="triage-core-")
     os.unlink(tmp)
     with os.fdopen(fd, "w+b") as out:
-        if head is not None:
-            out.write(head)
-            head.close()
-        shutil.copyfileobj(src, out, CHUNK)
-        out.flush()
-        if out.tell() == 0:
+        size = 0
+        try:
+            if head is not None:
+                size = len(head)
+                if space is not None and size > space:
+                    raise TooBig(space, "space")
+                out.write(head)
+                head.close()
+            buffer = bytearray(CHUNK)
+            while True:
+                n = src.readinto(buffer)
+                if not n:
+                    break
+                size += n
+                if max_size is not None and size > max_size:
+                    raise TooBig(max_size, "max_size")
+                if space is not None and size > space:
+                    raise TooBig(space, "space")
+                out.write(memoryview(buffer)[:n])
+            out.flush()
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise TooBig(size, "space") from None  # the disk filled before the estimate
+            raise
+        finally:
+            if head is not None and not head.closed:
+                head.close()
+        if size == 0:
             return None
-        return mmap.mmap(out.fileno(), 0, access=mmap.ACCESS_READ)
+        return map_file(out.fileno())

@@ -21,6 +21,7 @@ WINDOW = 4096
 def stack_warnings(core: CoreFile, memory: CoreMemory) -> list[str]:
     """One warning per thread whose stack memory at its stack pointer is missing or zeros."""
     out = []
+    size = len(core.data)
     for thread in core.threads:
         sp = thread.registers.get("rsp")
         if not sp:
@@ -36,7 +37,9 @@ def stack_warnings(core: CoreFile, memory: CoreMemory) -> list[str]:
             "its native frames, and the Python frames linked through them (3.11+), cannot "
             "be read: this thread's stacks may be incomplete"
         )
-        if not data:
+        if not data and segment is not None and segment.offset + sp - segment.vaddr >= size:
+            out.append(f"{where} was cut off the truncated core file; {effect}")
+        elif not data:
             out.append(f"{where} is not in the core; {effect}")
         elif not any(data):
             out.append(

@@ -1,11 +1,11 @@
 """Sections and symbols of ELF files on disk, parsed once per build and cached.
 
-Section headers and symbol tables are read with `struct` over an mmap. A name is looked up by
-finding it in the string table first (a C-speed search) and then the one symbol entry that
-points at it, so asking for a handful of symbols of a 15,000-symbol libpython costs
-milliseconds; the full address-ordered table is built only when addresses must be symbolised.
-Headers come from triage.coredump.elf (the one ELF reader); debug information (DWARF, CFI)
-is read by triage.native.dwarf and triage.native.cfi.
+Section headers and symbol tables are read with `struct` over an mmap (or pread, see
+`filebytes`). A name is looked up by finding it in the string table first (a C-speed search)
+and then the one symbol entry that points at it, so asking for a handful of symbols of a
+15,000-symbol libpython costs milliseconds; the full address-ordered table is built only when
+addresses must be symbolised. Headers come from triage.coredump.elf (the one ELF reader);
+debug information (DWARF, CFI) is read by triage.native.dwarf and triage.native.cfi.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from triage.coredump import elf
+from triage.coredump.filebytes import FileBytes, map_file
 
 _SYM = struct.Struct("<IBBHQQ")
 SHT_SYMTAB, SHT_DYNSYM, SHT_NOBITS = 2, 11, 8
@@ -189,18 +190,32 @@ def load_symbols(path: str, build_id: str | None = None) -> ElfSymbols:
 
 @functools.lru_cache(maxsize=64)
 def _load(path: str, _size: int, _mtime: int) -> ElfSymbols:
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        return _parse(path, m)
+    with open(path, "rb") as f:
+        m = map_file(f.fileno())
+        try:
+            return _parse(path, m)
+        finally:
+            m.close()
 
 
-def _parse(path: str, m: mmap.mmap) -> ElfSymbols:
+def _parse(path: str, m: mmap.mmap | FileBytes) -> ElfSymbols:
     def read(offset: int, size: int) -> bytes:
         return m[offset : offset + size]
 
     header = elf.read_header(read)
     phdrs = elf.read_program_headers(read, header)
     loads = [p.vaddr for p in phdrs if p.type == elf.PT_LOAD]
+    table_end = header.shoff + header.shentsize * header.shnum
+    if header.shnum and table_end > len(m):
+        raise elf.ElfFormatError(
+            f"its section headers end at byte {table_end}, past its {len(m)} bytes: it was cut"
+        )
     raw = elf.read_section_headers(read, header)
+    cut = [h for h in raw if h.type != SHT_NOBITS and h.offset + h.size > len(m)]
+    if cut:
+        raise elf.ElfFormatError(
+            f"{len(cut)} of its sections end past its {len(m)} bytes: it was cut or damaged"
+        )
     names = b""
     if raw and header.shstrndx < len(raw):
         table = raw[header.shstrndx]

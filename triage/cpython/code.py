@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from triage.cpython import linetable
 from triage.cpython.fields import Field, Offsets, Optional
 from triage.cpython.objects import ObjectReader
-from triage.errors import AddressError
+from triage.errors import ReadError, UnexpectedObject
 
 
 class CodeFields(Offsets):
@@ -35,10 +35,25 @@ class CodeInfo:
     name: str
     qualname: str | None
     firstlineno: int
-    table: bytes
+    table: bytes | None
+    """The line table; None for the placeholder of an unreadable code object."""
     code_start: int
     """Address of the first code unit (3.11+, where instruction pointers point into the code
     object itself); 0 before."""
+
+    @property
+    def readable(self) -> bool:
+        """False for the placeholder of an unreadable code object (`unreadable_code`)."""
+        return self.table is not None
+
+
+#: What a frame whose code object cannot be read shows as its file and function.
+UNKNOWN = "???"
+
+
+def unreadable_code(address: int) -> CodeInfo:
+    """The placeholder of a code object that cannot be read: no file, name or lines."""
+    return CodeInfo(address, UNKNOWN, UNKNOWN, None, 0, None, 0)
 
 
 class CodeReader:
@@ -63,7 +78,7 @@ class CodeReader:
         objs = self.objects
         mem = objs.memory
         if not address or objs.type_name(address) != "code":
-            raise AddressError(address, 0, "not a code object")
+            raise UnexpectedObject(address, "not a code object")
         filename = objs.text(mem.u64(address + self.f.filename))
         name = objs.text(mem.u64(address + self.f.name))
         qualname = None
@@ -72,7 +87,7 @@ class CodeReader:
         firstlineno = mem.i32(address + self.f.firstlineno)
         try:
             table = objs.bytes_value(mem.u64(address + self.f.table))
-        except AddressError:
+        except ReadError:
             table = b""
         start = address + self.code_adaptive if self.format == "locations" else 0
         return CodeInfo(address, filename, name, qualname, firstlineno, table, start)

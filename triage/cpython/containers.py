@@ -10,7 +10,8 @@ header that defines them.
     name = instance_attribute(objects, thread, "_name")
 
 Unreadable memory raises ``AddressError``; an object that is not what the caller asked for (an
-int that is not an int, a dict that is not a dict) raises ``UnexpectedObject``, a subclass.
+int that is not an int, a dict that is not a dict) raises ``UnexpectedObject``; both are
+``ReadError``s (triage.errors).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 from triage.cpython.fields import Constant, Field, Offsets, Size
 from triage.cpython.objects import ObjectReader
-from triage.errors import AddressError
+from triage.errors import ReadError, UnexpectedObject
 
 __all__ = [
     "UnexpectedObject",
@@ -128,15 +129,6 @@ class InlineValuesFields(Offsets, when=lambda m: m.instance_dicts == "inline_val
     capacity = Field("PyDictValues", "capacity")
     valid = Field("PyDictValues", "valid")
     values = Field("PyDictValues", "values")
-
-
-class UnexpectedObject(AddressError):
-    """The object at an address is not of the kind asked for (or is implausibly large)."""
-
-    def __init__(self, address: int, reason: str) -> None:
-        super().__init__(address, 0, reason)
-        self.message = f"object at 0x{address:x}: {reason}"
-        self.args = (self.message,)
 
 
 def _flags(objects: ObjectReader, tp: int) -> int:
@@ -296,7 +288,7 @@ def _find_strs(
                 found[text] = v
                 if len(found) == len(keys):
                     break
-        except AddressError:
+        except ReadError:
             continue  # one unreadable key does not hide the others
     return found
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 from triage.coredump.memory import CoreMemory
 from triage.cpython.fields import Size, declarations
 from triage.cpython.layout import Layout, _Struct, available_versions, load_layout
-from triage.errors import AddressError
+from triage.errors import ReadError
 
 BLOCK = "_Py_DebugOffsets"
 _HEADER = ("cookie", "version", "free_threaded")
@@ -62,7 +62,7 @@ def read(memory: CoreMemory, runtime: int, version: tuple[int, int]) -> DebugOff
         fields = table.fields(BLOCK)
         try:
             raw = memory.read(runtime, table.size(BLOCK))
-        except AddressError:
+        except ReadError:
             return None
         values = {
             name: int.from_bytes(raw[off : off + 8], "little")

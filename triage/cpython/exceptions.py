@@ -406,7 +406,7 @@ class ExceptionReader:
         if self.objects.type_name(obj) not in ("str", "unicode"):
             return self.variables().repr(obj)
         head, _, length = self.objects.ends(obj, MAX_MESSAGE, 0)
-        text = head.decode("utf-8", "replace") if isinstance(head, bytes) else head
+        text = head.decode("utf-8", "surrogateescape") if isinstance(head, bytes) else head
         return text + "..." if length > MAX_MESSAGE else text
 
     # -- tracebacks -------------------------------------------------------------------

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from triage.cpython.code import CodeInfo, CodeReader
+from triage.cpython.code import UNKNOWN, CodeInfo, CodeReader, unreadable_code
 from triage.cpython.fields import Field, Offsets, Optional
 from triage.cpython.objects import ObjectReader
 from triage.cpython.qualnames import QualnameFinder
 from triage.cpython.variables import Variable
-from triage.errors import AddressError
+from triage.errors import READ_ERRORS
 
 MAX_FRAMES = 100_000
 
@@ -37,6 +37,14 @@ class PyFrame:
     """co_qualname (3.11+), or `Class.method` found through the frame's first argument."""
     variables: list[Variable] | None = None
     """Arguments and locals, when asked for (`read_python(variables=True)`)."""
+
+
+@dataclass(slots=True)
+class WalkResult:
+    """A thread's frames, newest first, and what could not be read of its stack."""
+
+    frames: list[PyFrame] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 class FrameObjectFields(Offsets, when=lambda m: m.frames == "frame_objects"):
@@ -119,35 +127,75 @@ class FrameWalker:
             return self.memory.u64(cframe + self.cframe_current) if cframe else 0
         return self.memory.u64(tstate + self.ts_current)
 
-    def frames(self, tstate: int) -> list[PyFrame]:
-        """The thread's Python frames, newest first. Unreadable frames end the walk."""
-        frame = self.first_frame(tstate)
+    def frames(self, tstate: int) -> WalkResult:
+        """The thread's Python frames, newest first, and what could not be read of them: a
+        frame whose code object is unreadable stays, as a placeholder (`unreadable_code`);
+        a frame that cannot be read ends the walk, the newer frames kept. On a provisional
+        layout both raise instead (they mean the borrowed layout is wrong)."""
+        result = WalkResult()
+        try:
+            frame = self.first_frame(tstate)
+        except READ_ERRORS as exc:
+            if self.strict:
+                raise
+            result.problems.append(f"its newest frame cannot be found ({_why(exc)})")
+            return result
         if self.mode == "frame_objects":
-            return self._frame_objects(frame)
-        return self._interpreter_frames(frame)
+            self._frame_objects(frame, result)
+        else:
+            self._interpreter_frames(frame, result)
+        return result
 
-    def _frame_objects(self, frame: int) -> list[PyFrame]:
-        out: list[PyFrame] = []
+    def _read_frame(self, frame: int, result: WalkResult) -> bytes | None:
+        """The bytes of one frame struct, or None (and a problem said) when unreadable."""
+        try:
+            return self.memory.read(frame, self.span)
+        except READ_ERRORS as exc:
+            if self.strict:
+                raise
+            result.problems.append(
+                f"the frame at 0x{frame:x} cannot be read ({_why(exc)}); the "
+                f"{len(result.frames)} newer frame(s) are shown, the older ones are lost"
+            )
+            return None
+
+    def _code(self, address: int, frame: int, result: WalkResult) -> CodeInfo:
+        """The frame's code object, or a placeholder (and a problem said) when unreadable."""
+        try:
+            return self.codes.read(address)
+        except READ_ERRORS as exc:
+            if self.strict:
+                raise
+            result.problems.append(
+                f"the code object 0x{address:x} of the frame at 0x{frame:x} cannot be read "
+                f"({_why(exc)}); the frame is shown as {UNKNOWN}"
+            )
+            return unreadable_code(address)
+
+    def _frame_objects(self, frame: int, result: WalkResult) -> None:
+        out = result.frames
         seen: set[int] = set()
-        read, span = self.memory.read, self.span
         while frame and frame not in seen and len(out) < MAX_FRAMES:
             seen.add(frame)
-            raw = read(frame, span)
-            code = self.codes.read(_U64.unpack_from(raw, self.f_code)[0])
+            raw = self._read_frame(frame, result)
+            if raw is None:
+                return
+            code = self._code(_U64.unpack_from(raw, self.f_code)[0], frame, result)
             lasti = _I32.unpack_from(raw, self.f_lasti)[0]
-            qualname = self.qualnames.qualname(frame, code)
+            qualname = self.qualnames.qualname(frame, code) if code.readable else None
             out.append(self._frame(frame, code, lasti, entry=True, qualname=qualname))
             frame = _U64.unpack_from(raw, self.f_back)[0]
-        return out
 
-    def _interpreter_frames(self, frame: int) -> list[PyFrame]:
-        out: list[PyFrame] = []
+    def _interpreter_frames(self, frame: int, result: WalkResult) -> None:
+        out = result.frames
         seen: set[int] = set()
-        read, span, untag = self.memory.read, self.span, self.model.untag
+        untag = self.model.untag
         shims, owner_at, entry_at = self.model.shim_owners, self.owner, self.is_entry
         while frame and frame not in seen and len(out) < MAX_FRAMES:
             seen.add(frame)
-            raw = read(frame, span)
+            raw = self._read_frame(frame, result)
+            if raw is None:
+                break
             previous = _U64.unpack_from(raw, self.previous)[0]
             if owner_at is not None and raw[owner_at] in shims:
                 # Not a Python frame: the eval loop's entry frame (the frames above it were
@@ -156,14 +204,7 @@ class FrameWalker:
                     out[-1] = _as_entry(out[-1])
                 frame = previous
                 continue
-            code_addr = untag(_U64.unpack_from(raw, self.code)[0])
-            try:
-                code = self.codes.read(code_addr)
-            except (AddressError, ValueError):
-                if self.strict:
-                    raise
-                frame = previous
-                continue
+            code = self._code(untag(_U64.unpack_from(raw, self.code)[0]), frame, result)
             instr = _U64.unpack_from(raw, self.instr)[0]
             index = (instr - code.code_start) // 2 if code.code_start else -1
             entry = entry_at is not None and raw[entry_at] != 0
@@ -171,11 +212,12 @@ class FrameWalker:
             frame = previous
         if out:
             out[-1] = _as_entry(out[-1])
-        return out
 
     def _frame(
         self, frame: int, code: CodeInfo, where: int, *, entry: bool, qualname: str | None = None
     ) -> PyFrame:
+        if not code.readable:
+            return PyFrame(frame, code, None, entry=entry)
         pos = self.codes.position(code, where)
         return PyFrame(
             frame,
@@ -187,6 +229,10 @@ class FrameWalker:
             entry,
             qualname or code.qualname,
         )
+
+
+def _why(exc: Exception) -> str:
+    return getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
 
 
 def _as_entry(frame: PyFrame) -> PyFrame:

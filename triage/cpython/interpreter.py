@@ -28,7 +28,7 @@ from triage.cpython.runtime import (
 from triage.cpython.thread_names import thread_names
 from triage.cpython.variables import VariableReader
 from triage.cpython.version import PythonVersion
-from triage.errors import AddressError
+from triage.errors import READ_ERRORS, ReadError
 
 MAX_THREADS = 100_000
 MAX_INTERPRETERS = 1_000
@@ -97,7 +97,8 @@ class PyThread:
     gc_collecting: bool = False
     name: str | None = None
     terminated: bool = False
-    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    """What could not be read of the thread (its stack cut short, frames shown as ???)."""
     exceptions: list[PyException] = field(default_factory=list)
     """Raised, then handled innermost first, each followed by what it was raised from."""
 
@@ -159,7 +160,7 @@ class Interpreter:
                 return False
             if self.i_id is not None and not 0 <= self.memory.i64(interp + self.i_id) < 1 << 20:
                 return False
-        except AddressError:
+        except ReadError:
             return False
         return self._modules_is_dict(interp) if strict or not head else True
 
@@ -169,7 +170,7 @@ class Interpreter:
             if not obj:
                 return False
             flags = self.memory.u64(self.objects.type_of(obj) + self.objects.tp_flags)
-        except AddressError:
+        except ReadError:
             return False
         return bool(flags & Py_TPFLAGS_DICT_SUBCLASS)
 
@@ -197,11 +198,11 @@ class Interpreter:
         out = []
         at = self.runtime_fields.interpreters
         if self.runtime is not None and at is not None:
-            with contextlib.suppress(AddressError):
+            with contextlib.suppress(ReadError):
                 out.append(self.memory.u64(self.runtime + at))
         head_sym = self.binary.address("interp_head")
         if head_sym is not None:
-            with contextlib.suppress(AddressError):
+            with contextlib.suppress(ReadError):
                 out.append(self.memory.u64(head_sym))
         return [a for a in dict.fromkeys(out) if a]
 
@@ -219,7 +220,7 @@ class Interpreter:
         for start, size in regions:
             try:
                 blob = self.memory.read(start, size)
-            except AddressError:
+            except ReadError:
                 continue
             for i in range(0, len(blob) - 7, 8):
                 ptr = int.from_bytes(blob[i : i + 8], "little")
@@ -240,7 +241,7 @@ class Interpreter:
             out.append(node)
             try:
                 node = self.memory.u64(node + next_offset)
-            except AddressError:
+            except ReadError:
                 break
         return out
 
@@ -271,7 +272,7 @@ class Interpreter:
             addr = self.binary.address("_PyThreadState_Current")
             if addr is not None:
                 return mem.u64(addr) or None
-        except AddressError:
+        except ReadError:
             return None
         return None
 
@@ -287,7 +288,7 @@ class Interpreter:
             addr = self.binary.address("collecting")
             if addr is not None:
                 return mem.i32(addr) != 0
-        except AddressError:
+        except ReadError:
             return False
         return False
 
@@ -305,7 +306,7 @@ class Interpreter:
             addr = self.binary.address("_Py_Finalizing")
             if addr is not None:
                 return mem.u64(addr) != 0
-        except AddressError:
+        except ReadError:
             return False
         return False
 
@@ -330,7 +331,7 @@ def pthread_tid_offset(memory: CoreMemory, pthread_ids: list[int], tids: set[int
             try:
                 blob = memory.read(pt, span)
                 break
-            except AddressError:
+            except ReadError:
                 continue
         for off in range(0, len(blob) - 3, 4):
             if int.from_bytes(blob[off : off + 4], "little") in tids:
@@ -391,18 +392,28 @@ def read_python(
         state.gc_collecting |= collecting
         names = thread_names(interp, istate)
         for ts in interp.thread_states(istate):
-            thread = PyThread(iid, ts, memory.u64(ts + interp.t_thread_id), None)
+            try:
+                thread = PyThread(iid, ts, memory.u64(ts + interp.t_thread_id), None)
+                if interp.t_native is not None:
+                    thread.tid = memory.i32(ts + interp.t_native) or None
+            except ReadError as exc:
+                if layout.provisional:
+                    raise unvalidated(layout, exc.message) from exc
+                state.warnings.append(
+                    f"the thread state at 0x{ts:x} cannot be read ({exc.message}); "
+                    f"its thread's Python stack is left out"
+                )
+                continue
             thread.name = names.get(thread.thread_id)
-            if interp.t_native is not None:
-                thread.tid = memory.i32(ts + interp.t_native) or None
             thread.holds_gil = holder == ts
             thread.gc_collecting = collecting and thread.holds_gil
             try:
-                thread.frames = interp.walker.frames(ts)
-            except AddressError as exc:
-                if layout.provisional:
-                    raise unvalidated(layout, f"a frame does not validate ({exc.message})") from exc
-                thread.error = f"stack unreadable: {exc.message}"
+                walk = interp.walker.frames(ts)
+            except READ_ERRORS as exc:  # only on a provisional layout
+                why = getattr(exc, "message", str(exc))
+                raise unvalidated(layout, f"a frame does not validate ({why})") from exc
+            thread.frames = walk.frames
+            thread.warnings += walk.problems
             if variables:
                 _read_variables(interp, thread)
             if exceptions is not None:
@@ -416,7 +427,7 @@ def read_python(
             if offset is not None:
                 try:
                     t.tid = memory.i32(t.thread_id + offset)
-                except AddressError:
+                except ReadError:
                     t.tid = None
     for t in pending:
         t.terminated = t.tid is not None and t.tid not in tidset
@@ -433,8 +444,10 @@ def _read_variables(interp: Interpreter, thread: PyThread) -> None:
     """Fill each frame's variables; a frame whose slots cannot be read gets none (empty)."""
     reader = interp.variables()
     for i, frame in enumerate(thread.frames):
+        if not frame.code.readable:
+            continue
         try:
             found = reader.variables(frame.address, frame.code)
-        except (AddressError, ValueError):
+        except READ_ERRORS:
             found = []
         thread.frames[i] = dataclasses.replace(frame, variables=found)

@@ -8,7 +8,7 @@ from triage.coredump.memory import CoreMemory
 from triage.cpython.fields import BitField, Constant, Field, Offsets, Size
 from triage.cpython.layout import Layout
 from triage.cpython.model import Model
-from triage.errors import AddressError
+from triage.errors import AddressError, UnexpectedObject
 
 MAX_STRING = 1 << 16
 MAX_LENGTH = 1 << 40  # longer than any process holds: a length beyond it is damage
@@ -164,13 +164,13 @@ class ObjectReader:
     def _bytes(self, obj: int, sval: int, limit: int) -> bytes:
         n = self.size(obj)
         if n < 0 or n > limit:
-            raise AddressError(obj, n, "implausible bytes length")
+            raise UnexpectedObject(obj, f"implausible bytes length {n}")
         return self.memory.read(obj + sval, n)
 
     def _unicode(self, obj: int, limit: int) -> str:
         data, length, kind, ascii_ = self._unicode_layout(obj)
         if length > limit:
-            raise AddressError(obj, length, "implausible str length")
+            raise UnexpectedObject(obj, f"implausible str length {length}")
         return self._decode(self.memory.read(data, length * kind), kind, ascii_)
 
     def _unicode_layout(self, obj: int) -> tuple[int, int, int, bool]:
@@ -179,18 +179,18 @@ class ObjectReader:
         if self.py2:
             length = self.memory.i64(obj + self.u2_length)
             if not 0 <= length <= MAX_LENGTH:
-                raise AddressError(obj, length, "implausible unicode length")
+                raise UnexpectedObject(obj, f"implausible unicode length {length}")
             return self.memory.u64(obj + self.u2_str), length, self.u2_char, False
         length = self.memory.i64(obj + self.u_length)
         if not 0 <= length <= MAX_LENGTH:
-            raise AddressError(obj, length, "implausible str length")
+            raise UnexpectedObject(obj, f"implausible str length {length}")
         kind_f = self.u_kind
         state = self.memory.read(obj + kind_f.offset, kind_f.nbytes)
         kind = kind_f.extract(state)
         compact = self.u_compact.extract(state)
         ascii_ = bool(self.u_ascii.extract(state))
         if kind not in (1, 2, 4):
-            raise AddressError(obj, 0, f"str of unknown kind {kind}")
+            raise UnexpectedObject(obj, f"str of unknown kind {kind}")
         if compact:
             data = obj + (self.u_ascii_size if ascii_ else self.u_compact_size)
         else:
@@ -206,7 +206,7 @@ class ObjectReader:
     def _unicode27(self, obj: int, limit: int) -> str:
         data, length, kind, _ascii = self._unicode_layout(obj)
         if length > limit:
-            raise AddressError(obj, length, "implausible unicode length")
+            raise UnexpectedObject(obj, f"implausible unicode length {length}")
         return self._decode(self.memory.read(data, length * kind), kind, False)
 
     def ends(self, obj: int, head: int, tail: int) -> tuple[str | bytes, str | bytes, int]:
@@ -224,7 +224,7 @@ class ObjectReader:
         else:
             length = self.size(obj)
             if not 0 <= length <= MAX_LENGTH:
-                raise AddressError(obj, length, "implausible bytes length")
+                raise UnexpectedObject(obj, f"implausible bytes length {length}")
             sval = obj + (self.s_sval if self.py2 else self.bytes_sval)
 
             def part(start: int, count: int) -> bytes:  # type: ignore[misc]
@@ -239,7 +239,7 @@ class ObjectReader:
     def tuple_items(self, obj: int, limit: int = 1 << 16) -> list[int]:
         n = self.size(obj)
         if n < 0 or n > limit:
-            raise AddressError(obj, n, "implausible tuple length")
+            raise UnexpectedObject(obj, f"implausible tuple length {n}")
         raw = self.memory.read(obj + self.tuple_ob_item, 8 * n)
         return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, 8 * n, 8)]
 

@@ -13,7 +13,7 @@ from triage.cpython.code import CodeInfo
 from triage.cpython.containers import dict_get_str
 from triage.cpython.fields import Field, Offsets, Optional, Size
 from triage.cpython.objects import ObjectReader
-from triage.errors import AddressError
+from triage.errors import ReadError
 
 Py_TPFLAGS_TYPE_SUBCLASS = 1 << 31
 FIRST_ARGUMENTS = ("self", "cls")
@@ -63,7 +63,7 @@ class QualnameFinder:
             if key not in self._found:
                 self._found[key] = self._search(cls, code)
             return self._found[key]
-        except AddressError:
+        except ReadError:
             return None
 
     def _first_argument(self, code: CodeInfo) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from triage.coredump.images import LoadedImage
 from triage.coredump.memory import CoreMemory
@@ -15,13 +16,16 @@ from triage.cpython.layout import Layout, UnknownLayout, available_versions, loa
 from triage.cpython.version import PythonVersion
 from triage.errors import TriageError
 
+if TYPE_CHECKING:
+    from triage.kinds import ErrorKind
+
 _LIBPYTHON = re.compile(r"^libpython\d\.\d+")
 
 
 class PythonNotFound(TriageError):
     """The core is not of a CPython process, or its interpreter cannot be read."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: ErrorKind, message: str) -> None:
         super().__init__(message)
         self.kind = kind
 

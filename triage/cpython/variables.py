@@ -25,7 +25,7 @@ from triage.cpython.code import CodeInfo
 from triage.cpython.containers import UnexpectedObject, dict_items, int_value
 from triage.cpython.fields import Field, Offsets, Optional
 from triage.cpython.objects import ObjectReader
-from triage.errors import AddressError
+from triage.errors import READ_ERRORS
 
 MAX_REPR = 120
 MAX_ITEMS = 5
@@ -132,7 +132,7 @@ class VariableReader:
                     if not value:
                         continue
                 shown = self.repr(value)
-            except (AddressError, ValueError) as exc:
+            except READ_ERRORS as exc:
                 shown = f"<unreadable: {exc}>"
             out.append(Variable(name, kind, shown))
         return out
@@ -214,7 +214,7 @@ class VariableReader:
         """A container's item; one that cannot be read is shown in place, as PyStack does."""
         try:
             return self.repr(obj, depth)
-        except (AddressError, ValueError):
+        except READ_ERRORS:
             return f"<invalid object at {obj:#x}>"
 
     def _container(self, obj: int, name: str, depth: int) -> str:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from triage.coredump.memory import CoreMemory
-from triage.errors import AddressError
+from triage.errors import ReadError
 
 _LIB_NAME = re.compile(r"(?:libpython|python)(\d)\.(\d+)")
 _VERSION_TEXT = re.compile(rb"([23])\.(\d{1,2})\.(\d{1,2})((?:a|b|rc)\d+)?\+? \(")
@@ -62,7 +62,7 @@ def read_py_version(memory: CoreMemory, address: int) -> PythonVersion | None:
     """The Py_Version constant (3.11+) at `address`."""
     try:
         return from_hex(memory.u32(address), "Py_Version")
-    except AddressError:
+    except ReadError:
         return None
 
 
@@ -70,7 +70,7 @@ def read_debug_cookie(memory: CoreMemory, runtime: int) -> PythonVersion | None:
     """3.13+: `_PyRuntime` begins with `_Py_DebugOffsets`: the cookie, then PY_VERSION_HEX."""
     try:
         head = memory.read(runtime, 16)
-    except AddressError:
+    except ReadError:
         return None
     if head[:8] != DEBUG_COOKIE:
         return None
@@ -83,7 +83,7 @@ def scan_version_text(memory: CoreMemory, start: int, end: int) -> PythonVersion
     for lo in range(start, end, step):
         try:
             blob = memory.read(lo, min(step + 64, end - lo), core_only=True)
-        except AddressError:
+        except ReadError:
             continue
         found = from_text(blob)
         if found:

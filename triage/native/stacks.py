@@ -35,11 +35,12 @@ def native_stacks(
     debug_dirs: tuple[str, ...] = (),
     names: dict[str, str] | None = None,
     tids: Collection[int] | None = None,
-) -> dict[int, list[NativeFrame]]:
+) -> tuple[dict[int, list[NativeFrame]], list[str]]:
     """Each thread's native frames (newest first), by kernel tid (only the threads `tids`
-    when given); separate debug files are looked for in the sysroots `debug_roots` and the
-    directories `debug_dirs` too; `names`: the link map's name of each recorded path, shown
-    as the frames' library."""
+    when given), and a warning for each file that could not be read (its frames unnamed, the
+    others' as ever); separate debug files are looked for in the sysroots `debug_roots` and
+    the directories `debug_dirs` too; `names`: the link map's name of each recorded path,
+    shown as the frames' library."""
     modules = Modules(
         [
             Module(
@@ -62,7 +63,7 @@ def native_stacks(
         if tids is None or t.tid in tids
     }
     add_locations(stacks, modules)
-    return stacks
+    return stacks, modules.warnings()
 
 
 @dataclass(frozen=True, slots=True)

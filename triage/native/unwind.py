@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from triage.coredump.elf import DAMAGED_FILE
 from triage.coredump.memory import CoreMemory
 from triage.coredump.symbols import ElfSymbols, load_symbols
 from triage.errors import AddressError
@@ -95,7 +96,7 @@ def _debuglink(local: str) -> str | None:
         with open(local, "rb") as stream:
             stream.seek(section.offset)
             raw = stream.read(min(section.size, 4096))
-    except (OSError, ValueError):
+    except DAMAGED_FILE:
         return None
     name = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
     return name if name and "/" not in name else None
@@ -157,10 +158,44 @@ class Module:
     """Directories of the library search path, where debug files may lie too."""
     name: str | None = None
     """The name the dynamic linker loaded it by (`libffi.so.8`), when the link map says."""
+    problem: str | None = None
+    """Why the file cannot be read (cut short, overwritten): its frames are then unnamed, and
+    unwound through by frame pointers; said once as a warning (`Modules.warnings`)."""
     _symbols: ElfSymbols | None = field(default=None, repr=False)
+    _readable: bool | None = field(default=None, repr=False)
     _cfi: CallFrames | None = field(default=None, repr=False)
+    _cfi_failed: bool = field(default=False, repr=False)
     _debug: str | None = field(default=None, repr=False)
     _debug_found: bool = field(default=False, repr=False)
+
+    def damaged(self, exc: Exception) -> None:
+        """Record why the file cannot be read (the first reason is kept)."""
+        if self.problem is None:
+            self.problem = str(exc) or type(exc).__name__
+
+    @property
+    def readable(self) -> bool:
+        """Whether the file's headers and symbols can be read (where it is loaded: its bias)."""
+        if self._readable is None:
+            try:
+                self.bias  # noqa: B018 -- reads the headers and symbol tables
+                self._readable = True
+            except DAMAGED_FILE as exc:
+                self.damaged(exc)
+                self._readable = False
+        return self._readable
+
+    def row(self, address: int) -> Row | None:
+        """The call-frame rules at a load address, or None: no rule covers it, or the file's
+        call-frame information cannot be read (then `problem` says why)."""
+        if not self.readable or self._cfi_failed:
+            return None
+        try:
+            return self.cfi.row(address - self.bias)
+        except DAMAGED_FILE as exc:
+            self.damaged(exc)
+            self._cfi_failed = True
+            return None
 
     @property
     def debug(self) -> str | None:
@@ -178,7 +213,7 @@ class Module:
             debug = self.debug
             try:
                 self._symbols = load_symbols(debug) if debug else None
-            except (OSError, ValueError):
+            except DAMAGED_FILE:
                 self._symbols = None
             if self._symbols is None or not self._symbols.tables:
                 self._symbols = load_symbols(self.local, self.build_id)
@@ -208,7 +243,7 @@ class Module:
                     continue
                 try:
                     found = DebugInfo.open(candidate)
-                except (OSError, ValueError):
+                except DAMAGED_FILE:
                     found = None
                 if found is not None:
                     return found
@@ -255,6 +290,19 @@ class Modules:
             return self.modules[i]
         return None
 
+    def warnings(self) -> list[str]:
+        """One line for each file that could not be read, naming it."""
+        out = []
+        for module in self.modules:
+            if module.problem is None:
+                continue
+            mapped = "" if module.local == module.path else f" (mapped as {module.path})"
+            out.append(
+                f"{module.local}{mapped} cannot be read ({module.problem}); its native frames "
+                f"have no function names or lines: give an intact copy of it"
+            )
+        return out
+
 
 def unwind(registers: dict[str, int], memory: CoreMemory, modules: Modules) -> list[NativeFrame]:
     """The native frames of a thread, newest first, from its NT_PRSTATUS registers. Where no
@@ -273,11 +321,8 @@ def unwind(registers: dict[str, int], memory: CoreMemory, modules: Modules) -> l
         # A return address points after the call: look up the call itself. (glibc's signal
         # trampoline has its FDE start a byte early so that this lookup finds it too.)
         lookup = pc if exact else pc - 1
-        row = None
-        try:
-            row = module.cfi.row(lookup - module.bias) if module is not None else None
-        except (CfiError, IndexError, OSError, ValueError):
-            module = None  # unreadable call-frame information: this frame is the last
+        # No rule (or a file that cannot be read): the frame pointer, below.
+        row = module.row(lookup) if module is not None else None
         trampoline = row is not None and row.signal_frame
         frame = _frame(module, pc, pc if exact or trampoline else lookup)
         frames.append(
@@ -290,7 +335,7 @@ def unwind(registers: dict[str, int], memory: CoreMemory, modules: Modules) -> l
             guessed = row is None
             if row is None:
                 caller = _by_frame_pointer(regs, memory)
-        except (AddressError, CfiError, IndexError, OSError, ValueError):
+        except (AddressError, CfiError, *DAMAGED_FILE):
             break
         if caller is None:
             break
@@ -479,11 +524,14 @@ _BINARY = {
 def _frame(module: Module | None, pc: int, lookup: int) -> NativeFrame:
     if module is None:
         return NativeFrame(pc, None, None, None)
+    library = module.name or module.path
+    if not module.readable:
+        return NativeFrame(pc, library, None, None)
     try:
         found = module.symbols.symbolize(lookup - module.bias)
-    except (OSError, ValueError):
+    except DAMAGED_FILE as exc:
+        module.damaged(exc)
         found = None
-    library = module.name or module.path
     if found is None:
         return NativeFrame(pc, library, None, None)
     name, offset = found
@@ -497,14 +545,15 @@ def add_locations(stacks: dict[int, list[NativeFrame]], modules: Modules) -> Non
     for frames in stacks.values():
         for frame in frames:
             module = modules.at(frame.pc)
-            if module is not None:
+            if module is not None and module.readable:
                 wanted.setdefault(id(module), (module, set()))[1].add(frame.lookup - module.bias)
     found: dict[tuple[int, int], tuple[Location, ...]] = {}
     for key, (module, addresses) in wanted.items():
         try:
             dwarf = module.dwarf
             located = dwarf.locate_many(sorted(addresses)) if dwarf is not None else {}
-        except (OSError, ValueError):
+        except DAMAGED_FILE as exc:
+            module.damaged(exc)
             located = {}
         for address, where in located.items():
             if where:
@@ -513,7 +562,7 @@ def add_locations(stacks: dict[int, list[NativeFrame]], modules: Modules) -> Non
         out = []
         for frame in frames:
             module = modules.at(frame.pc)
-            if module is not None:
+            if module is not None and module.readable:
                 where = found.get((id(module), frame.lookup - module.bias))
                 if where:
                     frame = dataclasses.replace(frame, locations=where)
