@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from triage.kinds import ErrorKind
+from triage.kinds import ErrorKind, SweepStatus
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -352,8 +352,8 @@ class SweepRecord:
     """YYYY-MM-DD of the sweep (a partition key)."""
     fleet: str
     """The fleet the core matched ("default" when none did; a partition key)."""
-    status: str
-    """"ok", or the kind of error that stopped the analysis."""
+    status: SweepStatus
+    """"ok", or the kind of error that stopped the analysis (docs/errors.md)."""
     collection: Collection
     report: CoreReport
     error_message: str | None = None
