@@ -24,16 +24,15 @@ import pytest
 import requests
 from corefactory import COMPRESSION_SUFFIXES, compress, preferred_interpreter
 
+from triage.coredump.sniff import sniff_core
+from triage.pipeline.collection import collection_for, parse_systemd_name
 from triage.pipeline.sources import (
     CoreObject,
     SourceError,
-    collection_for,
     core_id,
     fetch,
     list_sources,
-    parse_systemd_name,
     read_head,
-    sniff_core,
 )
 from triage.report import Collection
 

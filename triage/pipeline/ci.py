@@ -54,7 +54,7 @@ class Crash:
 
 def find_cores(directory: str) -> list[str]:
     """Every file under `directory` that is a core (plain or compressed), by content."""
-    from triage.pipeline.sources import sniff_core
+    from triage.coredump.sniff import sniff_core
 
     root = Path(directory)
     if not root.is_dir():

@@ -2,9 +2,9 @@
 
     for obj in list_sources(["/var/lib/systemd/coredump", "s3://crashes/web/"], options):
         ...                                  # cheap: names, sizes, etags; no content read
-    compression, problem = sniff_core(read_head(obj, options))
+    compression, problem = sniff_core(read_head(obj, options))   # triage.coredump.sniff
     path = fetch(obj, tmpdir, options)       # local path of the core (a temp copy if remote)
-    collection = collection_for(obj, options)
+    collection = collection_for(obj, options)                  # triage.pipeline.collection
 
 Listing never reads an object: a core is recognised later by content (`sniff_core` on the
 first bytes), so a source may hold anything. Skipped while listing: names starting with "."
@@ -15,29 +15,11 @@ sidecars (`X.json` next to a listed `X`, which becomes `X`'s `sidecar_url`).
 gives an etag, else of `url + "\\n" + str(size) + "\\n" + (mtime or "")`: the same object
 keeps its id from one listing to the next and gets a new one when it changes.
 
-What a collection says about a core comes from four places; where two say something about
-the same field, the first of these wins:
+What a collection says about each core (sidecar, extended attributes, object metadata,
+systemd-coredump's file name) is read by `triage.pipeline.collection`; whether an object is
+a core at all, from its first bytes, by `triage.coredump.sniff`.
 
-1. the sidecar `<core>.json`;
-2. systemd-coredump's extended attributes `user.coredump.*` (local files only);
-3. the object's metadata in the store (S3 user metadata `x-amz-meta-*`, ...);
-4. systemd-coredump's file name `core.COMM.UID.BOOTID.PID.USEC[.zst|.xz|.lz4]`.
-
-The sidecar and the object metadata use the keys host (or hostname), comm, exe, pid, uid,
-signal, timestamp and fleet, matched without regard to case, `-` or `_`; the journal's names
-(COREDUMP_HOSTNAME, COREDUMP_EXE, COREDUMP_COMM, COREDUMP_PID, COREDUMP_UID, COREDUMP_SIGNAL,
-COREDUMP_TIMESTAMP) are understood too. Other keys go to `Collection.extra` as they are.
-Extended attributes other than those fields go to extra under their journal names
-(`user.coredump.gid` -> COREDUMP_GID, `user.coredump.rlimit` -> COREDUMP_RLIMIT); the boot id
-of the file name goes to extra as `boot_id`. A part that cannot be read or understood is
-named in extra as `sidecar_error`, `xattr_error` or `metadata_error` (one line) and the rest
-still counts.
-
-Timestamps are written as ISO 8601 in UTC (`2025-11-24T16:00:00.123456Z`). A timestamp given
-as a number is read by its size: seconds below 1e11, milliseconds below 1e14, microseconds
-below 1e17 (systemd's unit), else nanoseconds.
-
-Only this package imports fsspec, on first use.
+Only this module and `collection` import fsspec, on first use.
 """
 
 from __future__ import annotations
@@ -49,17 +31,13 @@ import hashlib
 import json
 import os
 import re
-import signal as signal_module
 import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from triage.coredump import elf
-from triage.coredump.source import decompressor, sniff
 from triage.errors import TriageError
-from triage.report import Collection
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -70,12 +48,10 @@ if TYPE_CHECKING:
 HEAD_SIZE = 256 * 1024
 #: Bytes per read when copying a remote object to a local file.
 FETCH_CHUNK = 8 * 1024 * 1024
-#: A sidecar larger than this is not read.
-SIDECAR_MAX = 1024 * 1024
 
 _LOCAL_PROTOCOLS = ("file", "local")
-_UTC = dt.timezone.utc
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+UTC = dt.timezone.utc
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SourceError(TriageError):
@@ -133,7 +109,7 @@ class CoreObject:
 
     @property
     def is_local(self) -> bool:
-        return _is_local_url(self.url)
+        return is_local_url(self.url)
 
 
 def printable(text: str) -> str:
@@ -169,18 +145,18 @@ class _Source:
     info: dict[str, Any]
 
 
-def _is_local_url(url: str) -> bool:
+def is_local_url(url: str) -> bool:
     return _protocol_of(url) in _LOCAL_PROTOCOLS
 
 
-def _local_path(url: str) -> str:
+def local_path(url: str) -> str:
     """The path of a local URL (a plain path, or file:// / local://)."""
     return url.split("://", 1)[1] if "://" in url else url
 
 
 def local_path_of(url: str) -> str | None:
     """The path of a local URL (a plain path, file:// or local://); None for a remote one."""
-    return _local_path(url) if _is_local_url(url) else None
+    return local_path(url) if is_local_url(url) else None
 
 
 def _protocol_of(url: str) -> str:
@@ -209,7 +185,7 @@ def _canonical(fs: AbstractFileSystem, path: str, local: bool) -> str:
     return fs.unstrip_protocol(path)
 
 
-def _error_detail(exc: BaseException) -> str:
+def error_detail(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())
 
@@ -238,7 +214,7 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 def _source_error(source: str, exc: BaseException, doing: str = "list") -> SourceError:
     """The one-line SourceError for an exception met while reaching `source`."""
-    detail = _error_detail(exc)
+    detail = error_detail(exc)
     name = type(exc).__name__
     if isinstance(exc, FileNotFoundError):
         return SourceError(f"source {source} does not exist; check the path or URL", "not_found")
@@ -261,7 +237,7 @@ def _open_source(source: str, storage_options: dict[str, Any] | None) -> _Source
         fs, path, local = filesystem_of(source, storage_options)
     except Exception as exc:  # unknown protocol, missing driver, bad options
         raise SourceError(
-            f"cannot open source {source}: {type(exc).__name__}: {_error_detail(exc)}",
+            f"cannot open source {source}: {type(exc).__name__}: {error_detail(exc)}",
             "unreadable",
         ) from None
     try:
@@ -372,7 +348,7 @@ def _link_problem(name: str, exc: OSError) -> str:
         except OSError:
             return "no longer exists (deleted since it was listed)"
         return f"a symbolic link to {target}, which does not exist"
-    return f"cannot be read: {exc.strerror or _error_detail(exc)}"
+    return f"cannot be read: {exc.strerror or error_detail(exc)}"
 
 
 def _problem_info(name: str, info: dict[str, Any], status: str, message: str) -> dict[str, Any]:
@@ -390,7 +366,7 @@ def _core_object(
     metadata = {}
     for key in ("metadata", "Metadata"):
         if isinstance(info.get(key), dict):
-            metadata = _normalise_metadata(info[key])
+            metadata = normalise_metadata(info[key])
             break
     return CoreObject.make(
         url=url,
@@ -416,15 +392,15 @@ def _info_mtime(info: dict[str, Any]) -> str | None:
         return None
     try:
         if isinstance(value, dt.datetime):
-            return _iso(value)
+            return iso_utc(value)
         if isinstance(value, (int, float)):
-            return _iso(dt.datetime.fromtimestamp(value, _UTC))
-        return _iso(_parse_iso(str(value)))
+            return iso_utc(dt.datetime.fromtimestamp(value, UTC))
+        return iso_utc(parse_iso(str(value)))
     except (ValueError, OverflowError, OSError):
         return None
 
 
-def _normalise_metadata(meta: dict[Any, Any]) -> dict[str, str]:
+def normalise_metadata(meta: dict[Any, Any]) -> dict[str, str]:
     out = {}
     for key, value in meta.items():
         name = str(key).lower()
@@ -444,7 +420,7 @@ def read_head(
     """The first `size` bytes of the object (one ranged read); errors -> SourceError."""
     try:
         if obj.is_local:
-            return _read_local_head(_local_path(obj.url), size)
+            return _read_local_head(local_path(obj.url), size)
         if obj.size == 0:
             return b""  # S3 refuses a ranged read of an empty object
         fs, path, _ = filesystem_of(obj.url, storage_options)
@@ -471,88 +447,11 @@ def _object_error(url: str, exc: BaseException) -> SourceError:
     """The SourceError for one object that could not be read."""
     if isinstance(exc, FileNotFoundError):
         return SourceError(f"{url} no longer exists (deleted since it was listed)", "not_found")
-    if _is_local_url(url) and isinstance(exc, OSError):
+    if is_local_url(url) and isinstance(exc, OSError):
         kind = "permission_denied" if isinstance(exc, PermissionError) else "unreadable"
-        return SourceError(f"cannot read {url}: {exc.strerror or _error_detail(exc)}", kind)
+        return SourceError(f"cannot read {url}: {exc.strerror or error_detail(exc)}", kind)
     err = _source_error(url, exc, doing="read")
     return SourceError(err.message.replace(f"source {url}", url, 1), err.kind)
-
-
-def sniff_core(head: bytes) -> tuple[str, str | None]:
-    """(compression, problem) from the first bytes of an object: problem is None when they
-    are the start of a 64-bit ELF core, plain or gzip/zstd/xz/lz4-compressed; else one line
-    saying what the object is instead. A cut-off compressed head is fine as long as it holds
-    the archive's first block (zstd: at most 128 KiB; lz4 frames: 64 KiB by default)."""
-    if not head:
-        return "none", "an empty file"
-    compression = sniff(head)
-    if compression is None:
-        return "none", "not an ELF file"
-    if compression == "none":
-        return "none", elf.what_is_not_a_core(head)
-    try:
-        elf_head, ended = _decompress_head(head, compression)
-    except Exception as exc:
-        return compression, (
-            f"{_an(compression)} archive that cannot be decompressed ({_error_detail(exc)})"
-        )
-    if not elf_head:
-        if ended:
-            return compression, f"{_an(compression)} archive of nothing"
-        return compression, (
-            f"{_an(compression)} archive whose first {len(head)} bytes are too few to decompress "
-            "anything; read more of it"
-        )
-    if not elf_head.startswith(b"\x7fELF"):
-        return compression, f"{_an(compression)} archive of something that is not a core"
-    problem = elf.what_is_not_a_core(elf_head)
-    if problem is None:
-        return compression, None
-    return compression, f"{_an(compression)} archive of {problem}"
-
-
-def _an(compression: str) -> str:
-    return f"an {compression}" if compression in ("xz", "lz4") else f"a {compression}"
-
-
-def _decompress_head(head: bytes, compression: str, want: int = 4096) -> tuple[bytes, bool]:
-    """Up to `want` decompressed bytes from the start of a (possibly cut-off) archive, and
-    whether the archive ended there. Output is bounded: a 64 KiB head of a highly
-    compressible core must not inflate in memory."""
-    import io
-
-    # The same bounded readers the engine decompresses with (zstd's stops quietly where
-    # the input stops, which is what a head needs).
-    reader = decompressor(io.BytesIO(head), compression)
-    out = bytearray()
-    ended = False
-    try:
-        while len(out) < want:
-            try:
-                chunk = reader.read(want - len(out))
-            except EOFError:
-                if out:
-                    break  # the head ends inside the archive: expected
-                return b"", False
-            if not chunk:
-                ended = True
-                break
-            out += chunk
-    finally:
-        with contextlib.suppress(Exception):
-            reader.close()
-    if compression == "zstd" and not out:
-        # The stream reader does not tell a complete empty frame from a cut-off first block;
-        # with no complete block in `head`, decompressing it whole is cheap.
-        import zstandard
-
-        dobj = zstandard.ZstdDecompressor().decompressobj()
-        try:
-            dobj.decompress(head)
-        except zstandard.ZstdError as exc:
-            raise ValueError(str(exc)) from None
-        ended = dobj.eof
-    return bytes(out), ended
 
 
 def fetch(obj: CoreObject, dest_dir: str, storage_options: dict[str, Any] | None = None) -> str:
@@ -560,7 +459,7 @@ def fetch(obj: CoreObject, dest_dir: str, storage_options: dict[str, Any] | None
     `dest_dir` the object is streamed into (FETCH_CHUNK at a time), which the caller deletes.
     Errors (and an object whose size changed since it was listed) -> SourceError."""
     if obj.is_local:
-        path = _local_path(obj.url)
+        path = local_path(obj.url)
         try:
             with open(path, "rb"):
                 pass
@@ -596,276 +495,17 @@ def fetch(obj: CoreObject, dest_dir: str, storage_options: dict[str, Any] | None
         raise _object_error(obj.url, exc) from None
 
 
-# --------------------------------------------------------------------------------------------
-# Collection metadata
-
-_SYSTEMD_NAME = re.compile(
-    r"core\.(?P<comm>[^.]*)\.(?P<uid>\d+)\.(?P<boot_id>[0-9a-f]{32})\.(?P<pid>\d+)"
-    r"\.(?P<usec>\d+)(?:\.(?:zst|xz|lz4|gz))?"
-)
-_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+def iso_utc(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _unescape(text: str) -> str:
-    """Undo systemd's xescape(): every `\\xNN` is the byte NN (the bytes are UTF-8)."""
-    raw = text.encode("utf-8", "surrogateescape")
-    raw = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
-    return raw.decode("utf-8", "backslashreplace")
-
-
-def parse_systemd_name(name: str) -> dict[str, Any] | None:
-    """What systemd-coredump's file name says, or None for another name.
-
-    `core.COMM.UID.BOOTID.PID.USEC[.zst|.xz|.lz4]`, where COMM has `.`, `/`, space, `\\` and
-    unprintable bytes written as `\\xNN`. Returns {comm, uid, boot_id, pid, timestamp}."""
-    match = _SYSTEMD_NAME.fullmatch(os.path.basename(name))
-    if match is None:
-        return None
-    try:
-        timestamp = _iso(_EPOCH + dt.timedelta(microseconds=int(match["usec"])))
-    except OverflowError:
-        return None
-    return {
-        "comm": _unescape(match["comm"]),
-        "uid": int(match["uid"]),
-        "boot_id": match["boot_id"],
-        "pid": int(match["pid"]),
-        "timestamp": timestamp,
-    }
-
-
-#: Collection field -> the keys that give it (normalised: lower case, `-` as `_`), in order.
-_ALIASES: dict[str, tuple[str, ...]] = {
-    "fleet": ("fleet",),
-    "host": ("host", "hostname", "coredump_hostname"),
-    "comm": ("comm", "coredump_comm"),
-    "exe": ("exe", "coredump_exe"),
-    "uid": ("uid", "coredump_uid"),
-    "pid": ("pid", "coredump_pid"),
-    "signal": ("signal", "coredump_signal"),
-    "timestamp": ("timestamp", "coredump_timestamp"),
-}
-_KNOWN = {alias: name for name, aliases in _ALIASES.items() for alias in aliases}
-_FIELDS = tuple(_ALIASES)
-
-
-@dataclass
-class _Layer:
-    fields: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-def _norm_key(key: str) -> str:
-    return key.strip().lower().replace("-", "_")
-
-
-def _layer_from_mapping(data: dict[str, Any], layer: str) -> _Layer:
-    """Fields and extras of one key/value source; bad values are named in extra[layer_error]."""
-    out = _Layer()
-    problems: list[str] = []
-    chosen: dict[str, tuple[int, str, Any]] = {}
-    for key, value in data.items():
-        name = _KNOWN.get(_norm_key(str(key)))
-        if name is None:
-            if value is not None:
-                out.extra[str(key)] = (
-                    value
-                    if isinstance(value, str)
-                    else json.dumps(value, ensure_ascii=False, sort_keys=True)
-                )
-            continue
-        rank = _ALIASES[name].index(_norm_key(str(key)))
-        if value is None or (name in chosen and chosen[name][0] <= rank):
-            continue
-        chosen[name] = (rank, str(key), value)
-    for name in _FIELDS:
-        if name not in chosen:
-            continue
-        _, key, value = chosen[name]
-        try:
-            out.fields[name] = _convert(name, value)
-        except ValueError as exc:
-            problems.append(f"{key}: {exc}")
-    if problems:
-        out.extra[f"{layer}_error"] = "; ".join(problems)
-    return out
-
-
-def _convert(name: str, value: Any) -> Any:
-    if name in ("uid", "pid"):
-        return _to_int(value)
-    if name == "signal":
-        return _to_signal(value)
-    if name == "timestamp":
-        return _to_timestamp(value)
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {json.dumps(value)}")
-    return value
-
-
-def _to_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError(f"expected an integer, got {json.dumps(value)}")
-    if isinstance(value, int):
-        return value
-    text = value.strip()
-    if not re.fullmatch(r"-?\d+", text):
-        raise ValueError(f"expected an integer, got {json.dumps(value)}")
-    return int(text)
-
-
-def _to_signal(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isalpha():
-        name = value.strip().upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        try:
-            return int(signal_module.Signals[name])
-        except KeyError:
-            raise ValueError(f"unknown signal {json.dumps(value)}") from None
-    return _to_int(value)
-
-
-def _to_timestamp(value: Any) -> str:
-    """ISO 8601 UTC from an ISO string or an epoch number (unit guessed by size)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a time, got {json.dumps(value)}")
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", value):
-        value = float(value) if "." in value else int(value)
-    if isinstance(value, (int, float)):
-        magnitude = abs(value)
-        if magnitude < 1e11:
-            scale = 1_000_000
-        elif magnitude < 1e14:
-            scale = 1_000
-        elif magnitude < 1e17:
-            scale = 1
-        else:
-            scale = 0.001
-        try:
-            return _iso(_EPOCH + dt.timedelta(microseconds=round(value * scale)))
-        except OverflowError:
-            raise ValueError(f"time out of range: {json.dumps(value)}") from None
-    if isinstance(value, str):
-        try:
-            return _iso(_parse_iso(value))
-        except ValueError:
-            raise ValueError(f"not an ISO 8601 time nor an epoch: {json.dumps(value)}") from None
-    raise ValueError(f"expected a time, got {json.dumps(value)}")
-
-
-def _parse_iso(text: str) -> dt.datetime:
+def parse_iso(text: str) -> dt.datetime:
     text = text.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     parsed = dt.datetime.fromisoformat(text)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=_UTC)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
-
-
-def _iso(value: dt.datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=_UTC)
-    return value.astimezone(_UTC).isoformat().replace("+00:00", "Z")
-
-
-def _name_layer(obj: CoreObject) -> _Layer:
-    parsed = parse_systemd_name(obj.url.rstrip("/").rsplit("/", 1)[-1])
-    if parsed is None:
-        return _Layer()
-    boot_id = parsed.pop("boot_id")
-    return _Layer(fields=parsed, extra={"boot_id": boot_id})
-
-
-def _xattr_layer(obj: CoreObject) -> _Layer:
-    if not obj.is_local or not hasattr(os, "listxattr"):
-        return _Layer()
-    try:
-        path = _local_path(obj.url)
-        names = [n for n in os.listxattr(path) if n.startswith("user.coredump.")]
-        raw = {n: os.getxattr(path, n) for n in names}
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.ENODATA, errno.ENOENT):
-            return _Layer()
-        return _Layer(extra={"xattr_error": f"cannot read extended attributes: {exc.strerror}"})
-    data = {
-        "COREDUMP_" + n[len("user.coredump.") :].upper(): v.decode("utf-8", "backslashreplace")
-        for n, v in sorted(raw.items())
-    }
-    return _layer_from_mapping(data, "xattr")
-
-
-def _metadata_layer(obj: CoreObject, storage_options: dict[str, Any] | None) -> _Layer:
-    metadata = obj.metadata
-    if not metadata and not obj.is_local:
-        try:
-            fs, path, _ = filesystem_of(obj.url, storage_options)
-            if hasattr(fs, "metadata"):
-                metadata = fs.metadata(path)
-            else:
-                info = fs.info(path)
-                metadata = info.get("metadata") or info.get("Metadata") or {}
-            metadata = _normalise_metadata(metadata if isinstance(metadata, dict) else {})
-        except Exception as exc:
-            return _Layer(
-                extra={"metadata_error": f"cannot read the object's metadata: {_error_detail(exc)}"}
-            )
-    return _layer_from_mapping(dict(sorted(metadata.items())), "metadata")
-
-
-def _sidecar_layer(obj: CoreObject, storage_options: dict[str, Any] | None) -> _Layer:
-    if obj.sidecar_url is None:
-        return _Layer()
-    name = obj.sidecar_url.rsplit("/", 1)[-1]
-    try:
-        if _is_local_url(obj.sidecar_url):
-            with open(_local_path(obj.sidecar_url), "rb") as f:
-                raw = f.read(SIDECAR_MAX + 1)
-        else:
-            fs, path, _ = filesystem_of(obj.sidecar_url, storage_options)
-            raw = fs.cat_file(path, start=0, end=SIDECAR_MAX + 1)
-    except Exception as exc:
-        return _Layer(extra={"sidecar_error": f"cannot read {name}: {_error_detail(exc)}"})
-    if len(raw) > SIDECAR_MAX:
-        return _Layer(extra={"sidecar_error": f"{name} is larger than {SIDECAR_MAX} bytes"})
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        return _Layer(extra={"sidecar_error": f"{name} is not UTF-8 text"})
-    except json.JSONDecodeError as exc:
-        return _Layer(extra={"sidecar_error": f"{name} is not valid JSON: {exc}"})
-    if not isinstance(data, dict):
-        return _Layer(extra={"sidecar_error": f"{name} is not a JSON object"})
-    return _layer_from_mapping(data, "sidecar")
-
-
-def collection_for(obj: CoreObject, storage_options: dict[str, Any] | None = None) -> Collection:
-    """Where and how `obj` was collected, from its sidecar, xattrs, object metadata and name
-    (in that order of precedence). Never raises: a part that cannot be read is named in
-    extra (sidecar_error, xattr_error, metadata_error). For a remote object this costs up to
-    two requests: a HEAD for the metadata (unless the listing gave it) and a GET of the
-    sidecar (if any)."""
-    layers: list[_Layer] = []
-    for make in (
-        lambda: _name_layer(obj),
-        lambda: _metadata_layer(obj, storage_options),
-        lambda: _xattr_layer(obj),
-        lambda: _sidecar_layer(obj, storage_options),
-    ):
-        try:
-            layers.append(make())
-        except Exception as exc:  # never raise: a bug in one part must not lose the row
-            layers.append(_Layer(extra={"collection_error": _error_detail(exc)}))
-    fields: dict[str, Any] = {}
-    extra: dict[str, str] = {}
-    for layer in layers:  # lowest precedence first
-        fields.update({k: v for k, v in layer.fields.items() if v is not None})
-        extra.update(layer.extra)
-    return Collection(
-        source_url=obj.url,
-        size=obj.size,
-        etag=obj.etag,
-        mtime=obj.mtime,
-        extra=dict(sorted(extra.items())),
-        **fields,
-    )

@@ -17,17 +17,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from triage.coredump.sniff import sniff_core
+from triage.pipeline.collection import collection_for
 from triage.pipeline.config import Fleet
 from triage.pipeline.isolate import AnalysisProcess, Outcome
-from triage.pipeline.sources import (
-    CoreObject,
-    SourceError,
-    collection_for,
-    fetch,
-    printable,
-    read_head,
-    sniff_core,
-)
+from triage.pipeline.sources import CoreObject, SourceError, fetch, printable, read_head
 from triage.report import (
     Collection,
     CoreFileInfo,
