@@ -516,3 +516,58 @@ def test_dashboard_sweeps_is_a_usage_error(fleet_dataset: Path, tmp_path: Path):
     run = triage("dashboard", fleet_dataset, "-o", tmp_path / "d.html", "--sweeps", "0")
     assert_fails(run, "--sweeps must be at least 1, not 0", status=2)
     assert not (tmp_path / "d.html").exists()
+
+
+def test_a_bomb_among_odd_files_is_one_row_and_the_sweep_goes_on(
+    installed_cores,  # noqa: F811
+    tmp_path: Path,
+):
+    """A zstd archive of a core's first megabyte followed by 256 MiB of zeros (0.1 MB on disk)
+    next to a real core, a name that is not UTF-8, a FIFO and a link loop: with
+    `execution.max_core_size`, the bomb is a `core_too_large` row, the rest as always, one
+    row per file, nothing left in TMPDIR."""
+    import zstandard
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    real = Path(installed_cores[0].path)
+    os.link(real, corpus / "core.plain")
+    os.link(real, os.fsencode(corpus) + b"/core.\xfe")
+    os.mkfifo(corpus / "fifo")
+    os.symlink("loop", corpus / "loop")
+    with (
+        open(real, "rb") as src,
+        open(corpus / "core.bomb.zst", "wb") as out,
+        zstandard.ZstdCompressor().stream_writer(out) as writer,
+    ):
+        writer.write(src.read(1 << 20))
+        zeros = bytes(1 << 20)
+        for _ in range(256):
+            writer.write(zeros)
+    assert (corpus / "core.bomb.zst").stat().st_size < 200_000
+    config = write_config(
+        tmp_path / "bounded.toml",
+        output=str(tmp_path / "dataset"),
+        execution={"max_core_size": "64M", "workers": 1},
+    )
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    run = triage("sweep", corpus, "--config", config, env={"TMPDIR": str(scratch)}, timeout=180)
+    summary = run.summary()
+    assert (summary["analysed"], summary["ok"]) == ("5", "2"), run.describe()
+    rows = {r.collection.source_url: r for r in records(str(tmp_path / "dataset"))}
+    assert sorted(rows) == sorted(
+        f"{corpus}/{name}" for name in ("core.bomb.zst", "core.plain", "core.\\xfe", "fifo", "loop")
+    )
+    bomb = rows[f"{corpus}/core.bomb.zst"]
+    assert bomb.status == "core_too_large"
+    assert "more than the maximum core size of 64.0 MiB" in bomb.error_message
+    assert [rows[f"{corpus}/{n}"].status for n in ("fifo", "loop")] == ["not_core", "unreadable"]
+    assert list(scratch.iterdir()) == []
+
+
+def test_max_core_size_that_is_not_a_size_is_refused(tmp_path: Path):
+    config = write_config(tmp_path / "bad.toml", execution={"max_core_size": "lots"})
+    run = triage("sweep", tmp_path, "-o", tmp_path / "out", "--config", config, timeout=60)
+    assert run.rc == 1 and "Traceback" not in run.err, run.describe()
+    assert len(run.lines) == 1 and "max_core_size" in run.lines[0] and "20G" in run.lines[0]

@@ -18,6 +18,8 @@ else:  # pragma: no cover - Python 3.10
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from triage.sizes import parse_size
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message is one line."""
@@ -82,6 +84,21 @@ class Execution(Model):
     """Tasks submitted but not finished at once (default: 8 per worker)."""
     retries: int = Field(default=2, ge=0, le=10)
     """Times a task is retried when its worker dies."""
+    max_core_size: str | None = None
+    """Largest core, once decompressed, an analysis takes (`20G`, `512M`), as `triage core
+    --max-core-size`: a bigger one becomes a `core_too_large` row. Decompression is bounded
+    by the free space of the workers' temporary directory in any case."""
+
+    @field_validator("max_core_size")
+    @classmethod
+    def _a_size(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_size(value)  # ValueError says what is expected
+        return value
+
+    def max_core_bytes(self) -> int | None:
+        return parse_size(self.max_core_size) if self.max_core_size else None
+
     wait_for_workers: float = Field(default=60.0, gt=0)
     """Seconds an existing scheduler may be without workers before the sweep gives up."""
 

@@ -79,6 +79,7 @@ def new_sweep_info(
         sweep_date=f"{now:%Y-%m-%d}",
         time_limit=config.execution.time_limit,
         memory_limit_mb=config.execution.memory_limit_mb,
+        max_core_size=config.execution.max_core_bytes(),
         storage_options=config.storage_options,
     )
 

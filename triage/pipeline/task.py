@@ -47,6 +47,8 @@ class SweepInfo:
     storage_options: dict[str, Any] = field(default_factory=dict)
     signature_version: int = SIGNATURE_VERSION
     """The version of the signatures the dataset holds (they stay comparable)."""
+    max_core_size: int | None = None
+    """Bytes a core may have once decompressed (execution.max_core_size), None: no limit."""
 
 
 _lock = threading.Lock()
@@ -180,6 +182,7 @@ def _analyze(obj: CoreObject, fleet: Fleet, info: SweepInfo, scratch: str) -> Ou
             lib_search_path=fleet.lib_search_path or None,
             rules=Rules.from_fleet(fleet, info.signature_version),
             native=fleet.native_stacks,
+            max_core_size=info.max_core_size,
         )
 
 
