@@ -14,6 +14,7 @@ import http.server
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -34,10 +35,13 @@ from test_sweep import (
     DASK,
     ROOT,
     Run,
+    cluster,  # noqa: F401 - a fixture
     installed_cores,  # noqa: F401 - a fixture
     make_corpus,
+    parquet_count,
     records,
     sweep_env,
+    wait_for_parquet,
     write_config,
 )
 
@@ -518,19 +522,15 @@ def test_dashboard_sweeps_is_a_usage_error(fleet_dataset: Path, tmp_path: Path):
     assert not (tmp_path / "d.html").exists()
 
 
-def test_a_bomb_among_odd_files_is_one_row_and_the_sweep_goes_on(
-    installed_cores,  # noqa: F811
-    tmp_path: Path,
-):
-    """A zstd archive of a core's first megabyte followed by 256 MiB of zeros (0.1 MB on disk)
-    next to a real core, a name that is not UTF-8, a FIFO and a link loop: with
-    `execution.max_core_size`, the bomb is a `core_too_large` row, the rest as always, one
-    row per file, nothing left in TMPDIR."""
+ODD_FILES = ("core.bomb.zst", "core.plain", "core.\\xfe", "fifo", "loop")
+
+
+def odd_files(corpus: Path, real: Path) -> None:
+    """In `corpus`: a real core, the same under a name that is not UTF-8, a FIFO, a link
+    loop, and a bomb: a zstd archive of the core's first megabyte followed by 256 MiB of
+    zeros (0.1 MB on disk)."""
     import zstandard
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    real = Path(installed_cores[0].path)
     os.link(real, corpus / "core.plain")
     os.link(real, os.fsencode(corpus) + b"/core.\xfe")
     os.mkfifo(corpus / "fifo")
@@ -545,6 +545,17 @@ def test_a_bomb_among_odd_files_is_one_row_and_the_sweep_goes_on(
         for _ in range(256):
             writer.write(zeros)
     assert (corpus / "core.bomb.zst").stat().st_size < 200_000
+
+
+def test_a_bomb_among_odd_files_is_one_row_and_the_sweep_goes_on(
+    installed_cores,  # noqa: F811
+    tmp_path: Path,
+):
+    """With `execution.max_core_size`, the bomb of `odd_files` is a `core_too_large` row,
+    the rest as always, one row per file, nothing left in TMPDIR."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    odd_files(corpus, Path(installed_cores[0].path))
     config = write_config(
         tmp_path / "bounded.toml",
         output=str(tmp_path / "dataset"),
@@ -556,9 +567,7 @@ def test_a_bomb_among_odd_files_is_one_row_and_the_sweep_goes_on(
     summary = run.summary()
     assert (summary["analysed"], summary["ok"]) == ("5", "2"), run.describe()
     rows = {r.collection.source_url: r for r in records(str(tmp_path / "dataset"))}
-    assert sorted(rows) == sorted(
-        f"{corpus}/{name}" for name in ("core.bomb.zst", "core.plain", "core.\\xfe", "fifo", "loop")
-    )
+    assert sorted(rows) == sorted(f"{corpus}/{name}" for name in ODD_FILES)
     bomb = rows[f"{corpus}/core.bomb.zst"]
     assert bomb.status == "core_too_large"
     assert "more than the maximum core size of 64.0 MiB" in bomb.error_message
@@ -571,3 +580,49 @@ def test_max_core_size_that_is_not_a_size_is_refused(tmp_path: Path):
     run = triage("sweep", tmp_path, "-o", tmp_path / "out", "--config", config, timeout=60)
     assert run.rc == 1 and "Traceback" not in run.err, run.describe()
     assert len(run.lines) == 1 and "max_core_size" in run.lines[0] and "20G" in run.lines[0]
+
+
+def test_killed_worker_and_odd_files_one_row_per_file(
+    cluster,  # noqa: F811
+    installed_cores,  # noqa: F811
+    tmp_path: Path,
+):
+    """40 cores and the odd files of `odd_files` on a real two-worker cluster, one worker
+    killed half-way (its analysis child with it): every file gets exactly one row."""
+    corpus = tmp_path / "corpus"
+    cores = make_corpus(corpus, installed_cores, 40)
+    odd_files(corpus, Path(installed_cores[0].path))
+    out = tmp_path / "dataset"
+    config = write_config(
+        tmp_path / "sweep.toml",
+        output=str(out),
+        batch_size=4,
+        execution={"retries": 2, "max_core_size": "64M"},
+    )
+    cluster.wait_for({"w1", "w2"})
+    victim = cluster.procs["w1"]
+    argv = [sys.executable, "-m", "triage", "sweep", str(corpus), "--config", str(config)]
+    argv += ["--scheduler", cluster.address, "--time-limit", "120"]
+    with subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=sweep_env(),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    ) as sweep:
+        try:
+            wait_for_parquet(out, sweep)
+            victim.send_signal(signal.SIGKILL)
+            assert sweep.poll() is None and parquet_count(out) >= 1
+            victim.wait()
+            out_text, err_text = sweep.communicate(timeout=240)
+        finally:
+            if sweep.poll() is None:
+                sweep.kill()
+    run = Run(argv[3:], sweep.returncode, out_text.decode(), err_text.decode(), 0)
+    summary = run.summary(strict=False)
+    assert (summary["analysed"], summary["ok"]) == ("45", "42"), run.describe()
+    urls = Counter(r.collection.source_url for r in records(str(out)))
+    expected = {*cores, *(f"{corpus}/{name}" for name in ODD_FILES)}
+    assert set(urls) == expected and set(urls.values()) == {1}
