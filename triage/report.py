@@ -14,12 +14,19 @@ import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from triage.kinds import ErrorKind, SweepStatus
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
+    from typing_extensions import dataclass_transform
+else:
+
+    def dataclass_transform(**_: object):
+        """The marker only type checkers read (typing has it from 3.11 on)."""
+        return lambda decorated: decorated
+
 
 SCHEMA_VERSION = 1
 
@@ -31,9 +38,14 @@ SELF_INFLICTED: tuple[Origin, ...] = ("crash", "signal")
 
 _CONFIG = {"use_attribute_docstrings": True, "extra": "forbid"}
 
+_Model = TypeVar("_Model")
 
-def model(cls: type) -> type:
-    """Declare a report model: a slotted dataclass that pydantic validates with our config."""
+
+@dataclass_transform(field_specifiers=(field,))
+def model(cls: type[_Model]) -> type[_Model]:
+    """Declare a report model: a slotted dataclass that pydantic validates with our config.
+    Type checkers see it as the dataclass it makes (`dataclass_transform`), with its fields
+    as the constructor's arguments."""
     cls.__pydantic_config__ = _CONFIG  # type: ignore[attr-defined]
     return dataclass(slots=True)(cls)
 
