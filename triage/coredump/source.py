@@ -20,7 +20,8 @@ import resource
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from types import TracebackType
+from typing import BinaryIO, Protocol
 
 from triage.coredump.archives import declared_size, zstd_frames
 from triage.coredump.filebytes import FileBytes, map_file
@@ -66,27 +67,52 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def decompressor(stream: BinaryIO, compression: str) -> BinaryIO:
+class Readable(Protocol):
+    """A binary stream read by `read` or `readinto` (a file, BytesIO, a decompressor)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readinto(self, buffer: bytearray | memoryview, /) -> int: ...
+
+
+class Decompressed(Readable, Protocol):
+    """What `decompressor` gives: gzip.GzipFile, lzma.LZMAFile, zstandard's stream reader or
+    lz4.frame.LZ4FrameFile, each its own context manager (which closes it)."""
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Decompressed: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+        /,
+    ) -> object: ...
+
+
+def decompressor(stream: BinaryIO, compression: str) -> Decompressed:
     """A file-like object giving the decompressed bytes of `stream`."""
     if compression == "gzip":
         import gzip
 
-        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=stream, mode="rb")
     if compression == "xz":
         import lzma
 
-        return lzma.LZMAFile(stream, "rb")  # type: ignore[return-value]
+        return lzma.LZMAFile(stream, "rb")
     if compression == "zstd":
         import zstandard
 
-        reader = zstandard.ZstdDecompressor().stream_reader(
+        return zstandard.ZstdDecompressor().stream_reader(
             stream, read_size=CHUNK, read_across_frames=True
         )
-        return reader  # type: ignore[return-value]
     if compression == "lz4":
         import lz4.frame
 
-        return lz4.frame.LZ4FrameFile(stream, "rb")  # type: ignore[return-value]
+        reader: Decompressed = lz4.frame.LZ4FrameFile(stream, "rb")  # untyped: Any
+        return reader
     raise ValueError(f"unknown compression {compression!r}")
 
 
@@ -297,7 +323,7 @@ def _check_declared(declared: int, limits: Limits) -> None:
 
 
 def decompress_to_map(
-    src: BinaryIO,
+    src: Readable,
     limit: int = IN_MEMORY_LIMIT,
     *,
     max_size: int | None = None,
@@ -356,7 +382,7 @@ def _anonymous_region(limit: int) -> mmap.mmap | None:
 
 
 def _spill(
-    src: BinaryIO, head: mmap.mmap | None, max_size: int | None, space: int | None
+    src: Readable, head: mmap.mmap | None, max_size: int | None, space: int | None
 ) -> mmap.mmap | FileBytes | None:
     """`head` (a full region, if any) and then the rest of `src`, in an already-unlinked
     temporary file, mapped; TooBig past `max_size` bytes or `space` bytes of the file."""
