@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 
 from triage.coredump import elf, notes
+from triage.coredump.filebytes import FileBytes
 from triage.coredump.source import OpenedCore
 from triage.errors import CoreFileError
 
@@ -43,7 +45,7 @@ class CoreFile:
     mappings: list[notes.FileMapping] = field(default_factory=list)
 
     @property
-    def data(self):
+    def data(self) -> mmap.mmap | FileBytes | bytes:
         return self.opened.data
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS64 = 2
@@ -24,6 +25,7 @@ _PHDR = struct.Struct("<IIQQQQQQ")
 _NHDR = struct.Struct("<III")
 
 Reader = Callable[[int, int], bytes]
+ByteOrder = Literal["little", "big"]
 
 
 class ElfFormatError(ValueError):
@@ -94,7 +96,7 @@ def what_is_not_a_core(data: bytes) -> str | None:
     ei_class, ei_data = data[4], data[5]
     if ei_data not in (1, 2):
         return "an ELF file of unknown byte order"
-    order = "little" if ei_data == 1 else "big"
+    order: ByteOrder = "little" if ei_data == 1 else "big"
     e_type = int.from_bytes(data[16:18], order)
     if ei_class != 2:
         kind = "a 32-bit ELF core" if e_type == ET_CORE else "a 32-bit ELF file"
@@ -106,7 +108,7 @@ def what_is_not_a_core(data: bytes) -> str | None:
     return f"{ET_NAMES.get(e_type, f'an ELF file of type {e_type}')}, not a core"
 
 
-def _has_interp(data: bytes, order: str) -> bool:
+def _has_interp(data: bytes, order: ByteOrder) -> bool:
     """Whether a 64-bit ELF file's program headers (if within `data`) include PT_INTERP."""
     if len(data) < 64:
         return False

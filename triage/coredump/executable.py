@@ -142,13 +142,13 @@ def _check_given(core: CoreFile, memory: CoreMemory, given: str, main: str | Non
             return Executable(given, m, "argument")
     given_id = build_id_of_file(given)
     if given_id is not None:
-        for m in core.mappings:
+        for mapping in core.mappings:
             if (
-                m.path in file_maps
-                and m.offset == 0
-                and build_id_in_core(memory, m.start) == given_id
+                mapping.path in file_maps
+                and mapping.offset == 0
+                and build_id_in_core(memory, mapping.start) == given_id
             ):
-                return Executable(given, m.path, "argument")
+                return Executable(given, mapping.path, "argument")
     raise ExecutableError(
         "wrong_executable",
         f"Unable to find maps for the executable {given}. "

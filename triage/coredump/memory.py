@@ -128,16 +128,20 @@ class CoreMemory:
     # -- typed helpers ---------------------------------------------------------------------
 
     def u64(self, address: int) -> int:
-        return _U64.unpack(self.read(address, 8))[0]
+        value: int = _U64.unpack(self.read(address, 8))[0]
+        return value
 
     def i64(self, address: int) -> int:
-        return _I64.unpack(self.read(address, 8))[0]
+        value: int = _I64.unpack(self.read(address, 8))[0]
+        return value
 
     def u32(self, address: int) -> int:
-        return _U32.unpack(self.read(address, 4))[0]
+        value: int = _U32.unpack(self.read(address, 4))[0]
+        return value
 
     def i32(self, address: int) -> int:
-        return _I32.unpack(self.read(address, 4))[0]
+        value: int = _I32.unpack(self.read(address, 4))[0]
+        return value
 
     def cstring(self, address: int, limit: int = 4096) -> bytes:
         """A NUL-terminated byte string, read in page-bounded chunks, at most `limit` bytes."""

@@ -79,7 +79,8 @@ class SigInfo:
 
     @property
     def fault_address(self) -> int:
-        return struct.unpack_from("<Q", self.raw, 16)[0]
+        address: int = struct.unpack_from("<Q", self.raw, 16)[0]
+        return address
 
     @property
     def sender(self) -> tuple[int, int]:

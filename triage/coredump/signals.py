@@ -19,7 +19,7 @@ CORE_SIGNALS = FAULT_SIGNALS | {
     _signal.SIGXFSZ,
     _signal.SIGSYS,
 }
-FAULT_WORDS = {
+FAULT_WORDS: dict[int, str] = {
     _signal.SIGSEGV: "a segmentation fault",
     _signal.SIGBUS: "a bus error",
     _signal.SIGILL: "an illegal instruction",

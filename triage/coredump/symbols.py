@@ -93,7 +93,8 @@ class ElfSymbols:
                     if at % _SYM.size == 0:
                         _n, info, _o, shndx, value, _s = _SYM.unpack_from(data, at)
                         if shndx != SHN_UNDEF and info & 0xF in (0, 1, 2, 10):
-                            return value
+                            address: int = value
+                            return address
                     at = data.find(key, at + 1)
                 pos = strings.find(needle, pos + 1)
         return None
@@ -218,8 +219,8 @@ def _parse(path: str, m: mmap.mmap | FileBytes) -> ElfSymbols:
         )
     names = b""
     if raw and header.shstrndx < len(raw):
-        table = raw[header.shstrndx]
-        names = m[table.offset : table.offset + table.size]
+        shstrtab = raw[header.shstrndx]
+        names = m[shstrtab.offset : shstrtab.offset + shstrtab.size]
     sections: dict[str, Section] = {}
     by_index: list[Section] = []
     for h in raw:
