@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Callable
+from typing import AnyStr, TypeVar
 
 from triage.coredump.memory import CoreMemory
 from triage.cpython.fields import BitField, Constant, Field, Offsets, Size
@@ -209,7 +210,9 @@ class ObjectReader:
             raise UnexpectedObject(obj, f"implausible unicode length {length}")
         return self._decode(self.memory.read(data, length * kind), kind, False)
 
-    def ends(self, obj: int, head: int, tail: int) -> tuple[str | bytes, str | bytes, int]:
+    def ends(
+        self, obj: int, head: int, tail: int
+    ) -> tuple[str, str, int] | tuple[bytes, bytes, int]:
         """The first `head` and last `tail` characters of a str (bytes of a bytes object, or
         of a 2.7 str) and its length, however long it is: only those are read. When it is no
         longer than head + tail, the first part is all of it and the last is empty."""
@@ -217,22 +220,20 @@ class ObjectReader:
         if name in ("str", "unicode") and not (self.py2 and name == "str"):
             data, length, kind, ascii_ = self._unicode_layout(obj)
 
-            def part(start: int, count: int) -> str:
+            def text(start: int, count: int) -> str:
                 raw = self.memory.read(data + start * kind, count * kind)
                 return self._decode(raw, kind, ascii_)
 
-        else:
-            length = self.size(obj)
-            if not 0 <= length <= MAX_LENGTH:
-                raise UnexpectedObject(obj, f"implausible bytes length {length}")
-            sval = obj + (self.s_sval if self.py2 else self.bytes_sval)
+            return _ends(text, length, head, tail)
+        length = self.size(obj)
+        if not 0 <= length <= MAX_LENGTH:
+            raise UnexpectedObject(obj, f"implausible bytes length {length}")
+        sval = obj + (self.s_sval if self.py2 else self.bytes_sval)
 
-            def part(start: int, count: int) -> bytes:  # type: ignore[misc]
-                return self.memory.read(sval + start, count)
+        def raw(start: int, count: int) -> bytes:
+            return self.memory.read(sval + start, count)
 
-        if length <= head + tail:
-            return part(0, length), part(0, 0), length
-        return part(0, head), part(length - tail, tail), length
+        return _ends(raw, length, head, tail)
 
     # -- containers -------------------------------------------------------------------
 
@@ -246,3 +247,12 @@ class ObjectReader:
 
 def _i64(raw: bytes, at: int) -> int:
     return int.from_bytes(raw[at : at + 8], "little", signed=True)
+
+
+def _ends(
+    part: Callable[[int, int], AnyStr], length: int, head: int, tail: int
+) -> tuple[AnyStr, AnyStr, int]:
+    """`ObjectReader.ends` of a str or bytes whose characters `part(start, count)` reads."""
+    if length <= head + tail:
+        return part(0, length), part(0, 0), length
+    return part(0, head), part(length - tail, tail), length

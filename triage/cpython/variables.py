@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import AnyStr
 
 from triage.cpython.code import CodeInfo
 from triage.cpython.containers import UnexpectedObject, dict_items, int_value
@@ -193,22 +194,10 @@ class VariableReader:
         head and the tail are read, however long it is). 2.7's str is shown as Python 2 shows
         it ('\\xff'), its unicode as 3.x's str."""
         tail = MAX_REPR - 3 - (MAX_REPR - 3) // 2
-        head, end, length = self.objects.ends(obj, MAX_REPR, tail)
-        short = not end  # all of it was read
-        python2_str = isinstance(head, bytes) and self.objects.py2
-
-        def shown(value: str | bytes) -> str:
-            text = repr(value)
-            return text[1:] if python2_str else text
-
-        whole = head if short else head + end  # type: ignore[operator]
-        text = shown(whole[:MAX_REPR])
-        if len(text) <= MAX_REPR and (short or length <= MAX_REPR):
-            return text
-        i = max(0, (MAX_REPR - 3) // 2)
-        j = max(0, MAX_REPR - 3 - i)
-        text = shown(whole[:i] + whole[len(whole) - j :])
-        return text[:i] + "..." + text[len(text) - j :]
+        parts = self.objects.ends(obj, MAX_REPR, tail)
+        if isinstance(parts[0], bytes):
+            return _cut_repr(*parts, python2_str=self.objects.py2)
+        return _cut_repr(*parts, python2_str=False)
 
     def _item(self, obj: int, depth: int) -> str:
         """A container's item; one that cannot be read is shown in place, as PyStack does."""
@@ -246,3 +235,23 @@ class VariableReader:
 
 def _cut(text: str) -> str:
     return text if len(text) <= MAX_REPR else text[: MAX_REPR - 3] + "..."
+
+
+def _cut_repr(head: AnyStr, end: AnyStr, length: int, *, python2_str: bool) -> str:
+    """The repr of a str or bytes of `length` characters whose first and last ones are
+    `head` and `end` (all of it in `head` when `end` is empty), cut in the middle to MAX_REPR
+    characters as reprlib cuts it; a 2.7 str shown without its b prefix."""
+    short = not end  # all of it was read
+
+    def shown(value: AnyStr) -> str:
+        text = repr(value)
+        return text[1:] if python2_str else text
+
+    whole = head if short else head + end
+    text = shown(whole[:MAX_REPR])
+    if len(text) <= MAX_REPR and (short or length <= MAX_REPR):
+        return text
+    i = max(0, (MAX_REPR - 3) // 2)
+    j = max(0, MAX_REPR - 3 - i)
+    text = shown(whole[:i] + whole[len(whole) - j :])
+    return text[:i] + "..." + text[len(text) - j :]
