@@ -98,14 +98,17 @@ class CodeReader:
         `where` is f_lasti in bytes (<= 3.9), f_lasti in code units (3.10), or the index of the
         code unit the instruction pointer designates (3.11+).
         """
+        table = code.table
+        if table is None:  # the placeholder of an unreadable code object: no lines
+            return linetable.Position(None, None, None, None)
         if where < 0:
             return linetable.Position(code.firstlineno, None, None, None)
         if self.format == "locations":
-            return linetable.position_from_locations(code.table, code.firstlineno, where)
+            return linetable.position_from_locations(table, code.firstlineno, where)
         if self.format == "linetable_310":
-            line = linetable.line_from_linetable_310(code.table, code.firstlineno, where)
+            line = linetable.line_from_linetable_310(table, code.firstlineno, where)
         else:
             line = linetable.line_from_lnotab(
-                code.table, code.firstlineno, where, signed_deltas=self.format == "lnotab"
+                table, code.firstlineno, where, signed_deltas=self.format == "lnotab"
             )
         return linetable.Position(line, None, None, None)

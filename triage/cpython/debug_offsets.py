@@ -114,7 +114,8 @@ def overlay(base: Layout, block: DebugOffsets, version: tuple[int, int]) -> Layo
     """`base` with every offset the core publishes (and the engine declares) replacing the
     table's, labelled `version`."""
     structs = dict(base._structs)
-    copied: set[str] = set()  # structs copied before their first change (the table is shared)
+    # The fields of the structs copied before their first change (the table is shared).
+    copied: dict[str, dict[str, int]] = {}
     for key, targets in _targets().items():
         parts = key.split("+")
         if not all(p in block.values for p in parts):
@@ -124,14 +125,15 @@ def overlay(base: Layout, block: DebugOffsets, version: tuple[int, int]) -> Layo
             entry = structs.get(struct)
             if entry is None:
                 continue
-            if struct not in copied:
-                entry = structs[struct] = _Struct(entry.size, dict(entry.fields), entry.bitfields)
-                copied.add(struct)
+            fields = copied.get(struct)
+            if fields is None:
+                fields = copied[struct] = dict(entry.fields)
+                entry = structs[struct] = _Struct(entry.size, fields, entry.bitfields)
             if is_size:
                 structs[struct] = entry._replace(size=value)
                 continue
-            name = next((n for n in names if n in entry.fields), names[0])
-            entry.fields[name] = value
+            name = next((n for n in names if n in fields), names[0])
+            fields[name] = value
     return dataclasses.replace(
         base,
         version=version,

@@ -242,7 +242,8 @@ class ExceptionReader:
             if self.model.handled == "thread_state":
                 held = self._held(tstate, self.handled_at)
                 return [held] if held is not None else []
-            item, seen = self.memory.u64(tstate + self.exc_info), set()
+            item = self.memory.u64(tstate + self.exc_info)
+            seen: set[int] = set()
             while item and item not in seen and len(seen) < MAX_ITEMS:
                 seen.add(item)
                 held = self._held(item, self.handled_at)
@@ -418,7 +419,8 @@ class ExceptionReader:
         try:
             if not tb or self.objects.type_name(tb) != "traceback":
                 return []
-            tb_type, seen = self.objects.type_of(tb), set()
+            tb_type = self.objects.type_of(tb)
+            seen: set[int] = set()
             while tb and tb not in seen and len(seen) < MAX_LINKS:
                 seen.add(tb)
                 raw = mem.read(tb, self.tb_span)

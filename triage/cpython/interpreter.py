@@ -234,7 +234,8 @@ class Interpreter:
         return None
 
     def _chain(self, first: int, next_offset: int, limit: int) -> list[int]:
-        out, seen = [], set()
+        out: list[int] = []
+        seen: set[int] = set()
         node = first
         while node and node not in seen and len(out) < limit:
             seen.add(node)
