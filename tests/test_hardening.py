@@ -616,3 +616,22 @@ def test_damaged_library_loses_only_its_own_frames(
     (crashed,) = [t for t in report["threads"] if t["crashed"]]
     assert any(f["library"] == library for f in crashed["frames"])
     assert crashed["frames"][-1]["function"] != "???"  # libc's strlen is still named
+
+
+@pytest.mark.parametrize(
+    ("form", "payload"),
+    [(0x0A, b"\x00"), (0x0E, b"\x00\x00\x00\x00"), (0x08, b"12\x00")],
+    ids=["block1", "strp", "string"],
+)
+def test_dwarf_attribute_of_the_wrong_form_gives_no_location(form: int, payload: bytes) -> None:
+    """A compile unit whose DW_AT_str_offsets_base is not a number (a block, a string
+    reference, a string) is damaged DWARF: no location, not a TypeError (which lost every
+    thread's native stack) nor a number read from the string's digits."""
+    from triage.native.dwarf import DebugInfo
+
+    abbrev = bytes([1, 0x11, 0, 0x72, form, 0, 0, 0])  # compile_unit, no children
+    body = struct.pack("<HIB", 4, 0, 8) + bytes([1]) + payload  # DWARF 4, abbrev 0, 8 bytes
+    info = struct.pack("<I", len(body)) + body
+    sections = {".debug_info": (0, len(info), 0), ".debug_abbrev": (len(info), len(abbrev), 0)}
+    dwarf = DebugInfo("damaged.so", info + abbrev, sections)  # bytes in place of the mapping
+    assert dwarf.locate(0x1000) is None

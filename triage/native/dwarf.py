@@ -80,12 +80,20 @@ _CONSTANT_FORMS = {0x0B, 0x05, 0x06, 0x07, 0x0F, 0x0D, 0x21}
 
 _U16, _U32, _U64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q")
 
+#: A section's bytes: a view of the mapped file, or the inflated copy of a compressed one.
+Data = bytes | memoryview
+#: An attribute's raw value as `DebugInfo._die` reads it: a number (constant, offset,
+#: absolute reference), a string, (kind, number) for what is looked up elsewhere ("addr",
+#: "strp", "line_strp", "strx", "addrx", "rnglistx"), None for blocks.
+Value = int | bytes | tuple[str, int] | None
 
-def _initial_length(data: bytes, pos: int) -> tuple[int, int, int]:
+
+def _initial_length(data: Data, pos: int) -> tuple[int, int, int]:
     """A unit's initial length at `pos`: (length, offset size 4 or 8, position after it)."""
-    length = _U32.unpack_from(data, pos)[0]
+    length: int = _U32.unpack_from(data, pos)[0]
     if length == 0xFFFFFFFF:
-        return _U64.unpack_from(data, pos + 4)[0], 8, pos + 12
+        long: int = _U64.unpack_from(data, pos + 4)[0]
+        return long, 8, pos + 12
     return length, 4, pos + 4
 
 
@@ -96,6 +104,14 @@ MAX_DEPTH = 64
 
 class DwarfError(ValueError):
     """The DWARF does not read as the format says."""
+
+
+def _number(value: Value) -> int:
+    """An attribute value that must be a number: else the DWARF is damaged (DwarfError, which
+    the readers catch, where int() raised a TypeError they did not)."""
+    if not isinstance(value, int):
+        raise DwarfError(f"a number was expected, not {type(value).__name__}")
+    return value
 
 
 # What damaged or unexpected DWARF makes the readers raise (caught: no location, no crash).
@@ -125,7 +141,7 @@ def decompress(raw: bytes) -> bytes:
     raise DwarfError(f"unknown section compression {kind}")
 
 
-def _cstr(data: bytes | memoryview, pos: int) -> tuple[bytes, int]:
+def _cstr(data: Data, pos: int) -> tuple[bytes, int]:
     """The NUL-terminated string at `pos` (without its NUL) and the position after it."""
     if isinstance(data, bytes):
         end = data.index(b"\0", pos)
@@ -155,20 +171,22 @@ class _Abbrev:
             self.plans = {}
         found = self.plans.get(offset_size)
         if found is None:
-            size: int | None = 0
-            sibling = None
-            for attr, form, _const in self.specs:
-                width = _FIXED.get(form)
-                if width is None and form in _OFFSET_FORMS:
-                    width = offset_size
-                if width is None:
-                    size = None
-                    break
-                if attr == AT_SIBLING and form in _REF_FORMS and sibling is None:
-                    sibling = (size, width)
-                size += width  # type: ignore[operator]
-            found = self.plans[offset_size] = (size, sibling)
+            found = self.plans[offset_size] = self._plan(offset_size)
         return found
+
+    def _plan(self, offset_size: int) -> tuple[int | None, tuple[int, int] | None]:
+        size = 0
+        sibling = None
+        for attr, form, _const in self.specs:
+            width = _FIXED.get(form)
+            if width is None and form in _OFFSET_FORMS:
+                width = offset_size
+            if width is None:
+                return None, sibling
+            if attr == AT_SIBLING and form in _REF_FORMS and sibling is None:
+                sibling = (size, width)
+            size += width
+        return size, sibling
 
 
 @dataclass(slots=True)
@@ -182,7 +200,7 @@ class _Unit:
     address_size: int
     die_start: int
     abbrevs: dict[int, _Abbrev]
-    attrs: dict[int, object]
+    attrs: dict[int, Value]
     str_offsets_base: int = 8
     addr_base: int = 8
     rnglists_base: int = 12
@@ -212,7 +230,7 @@ class DebugInfo:
         self.path = path
         self._data = data
         self._sections = sections  # name -> (file offset, size, flags)
-        self._loaded: dict[str, bytes] = {}
+        self._loaded: dict[str, Data] = {}
         self._ranges: tuple[list[int], list[int], list[int]] | None = None
         self._units: dict[int, _Unit] = {}
         self._unit_starts: list[int] | None = None
@@ -241,7 +259,7 @@ class DebugInfo:
 
     # -- sections ---------------------------------------------------------------------
 
-    def _section(self, name: str) -> bytes | memoryview:
+    def _section(self, name: str) -> Data:
         found = self._loaded.get(name)
         if found is not None:
             return found
@@ -252,7 +270,7 @@ class DebugInfo:
         offset, size, flags = where
         # Sections stored as they are stay in the mapping (a view: no copy, no memory of
         # ours); compressed ones are inflated into memory.
-        raw = memoryview(self._data)[offset : offset + size]
+        raw: Data = memoryview(self._data)[offset : offset + size]
         if flags & SHF_COMPRESSED:
             raw = decompress(bytes(raw))
         self._loaded[name] = raw
@@ -306,7 +324,8 @@ class DebugInfo:
         for die_offset, _abbrev, attrs in reversed(inlined):
             out.append(Location(self._name(unit, die_offset, attrs), file, line, True))
             file = self._file_name(lines, attrs.get(AT_CALL_FILE))
-            line = attrs.get(AT_CALL_LINE)  # type: ignore[assignment]
+            call_line = attrs.get(AT_CALL_LINE)
+            line = call_line if isinstance(call_line, int) else None
         out.append(Location(None, file, line, False))
         return out
 
@@ -408,9 +427,9 @@ class DebugInfo:
         )
         _tag, attrs, _next, _abbrev = self._die(unit, pos)
         unit.attrs = attrs
-        unit.str_offsets_base = int(attrs.get(AT_STR_OFFSETS_BASE, 8))  # type: ignore[arg-type]
-        unit.addr_base = int(attrs.get(AT_ADDR_BASE, attrs.get(AT_GNU_ADDR_BASE, 8)))  # type: ignore[arg-type]
-        unit.rnglists_base = int(attrs.get(AT_RNGLISTS_BASE, 12))  # type: ignore[arg-type]
+        unit.str_offsets_base = _number(attrs.get(AT_STR_OFFSETS_BASE, 8))
+        unit.addr_base = _number(attrs.get(AT_ADDR_BASE, attrs.get(AT_GNU_ADDR_BASE, 8)))
+        unit.rnglists_base = _number(attrs.get(AT_RNGLISTS_BASE, 12))
         self._units[offset] = unit
         return unit
 
@@ -451,7 +470,7 @@ class DebugInfo:
 
     # -- DIEs -------------------------------------------------------------------------
 
-    def _die(self, unit: _Unit, pos: int) -> tuple[int, dict[int, object], int, _Abbrev | None]:
+    def _die(self, unit: _Unit, pos: int) -> tuple[int, dict[int, Value], int, _Abbrev | None]:
         """(tag, {attribute: raw value}, position after the DIE, abbrev) of the DIE at `pos`;
         tag 0 for a null entry. References are made absolute (section offsets)."""
         info = self._section(".debug_info")
@@ -459,7 +478,7 @@ class DebugInfo:
         if code == 0:
             return 0, {}, pos, None
         abbrev = unit.abbrevs[code]
-        attrs: dict[int, object] = {}
+        attrs: dict[int, Value] = {}
         osize = unit.offset_size
         for attr, form, const in abbrev.specs:
             if form == 0x16:  # indirect
@@ -467,15 +486,21 @@ class DebugInfo:
             size = _FIXED.get(form)
             if size is not None:
                 if form == 0x21:
-                    value: object = const
+                    value: Value = const
                 elif size == 0:
                     value = 1
                 else:
-                    value = int.from_bytes(info[pos : pos + size], "little")
+                    number = int.from_bytes(info[pos : pos + size], "little")
                     if form in _REF_FORMS:
-                        value = unit.offset + value  # type: ignore[operator]
+                        value = unit.offset + number
                     elif form == 0x01:
-                        value = ("addr", value)  # an address, not a constant (high_pc)
+                        value = ("addr", number)  # an address, not a constant (high_pc)
+                    elif form in (0x25, 0x26, 0x27, 0x28):
+                        value = ("strx", number)
+                    elif form in (0x29, 0x2A, 0x2B, 0x2C):
+                        value = ("addrx", number)
+                    else:
+                        value = number
                 pos += size
             elif form in _OFFSET_FORMS or (form == 0x10 and unit.version >= 3):
                 value = int.from_bytes(info[pos : pos + osize], "little")
@@ -511,10 +536,6 @@ class DebugInfo:
                 value = None
             else:
                 raise DwarfError(f"unknown form 0x{form:x}")
-            if form in (0x25, 0x26, 0x27, 0x28):
-                value = ("strx", value)
-            elif form in (0x29, 0x2A, 0x2B, 0x2C):
-                value = ("addrx", value)
             attrs[attr] = value
         return abbrev.tag, attrs, pos, abbrev
 
@@ -536,7 +557,7 @@ class DebugInfo:
             pos = nxt
         return pos
 
-    def _scopes(self, unit: _Unit, address: int) -> list[tuple[int, _Abbrev, dict[int, object]]]:
+    def _scopes(self, unit: _Unit, address: int) -> list[tuple[int, _Abbrev, dict[int, Value]]]:
         """The subprogram containing `address` and the inlined calls and blocks inside it that
         contain it, outermost first."""
         if unit.functions is None:
@@ -616,7 +637,7 @@ class DebugInfo:
         return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
     def _after(
-        self, unit: _Unit, start: int, nxt: int, attrs: dict[int, object], abbrev: _Abbrev
+        self, unit: _Unit, start: int, nxt: int, attrs: dict[int, Value], abbrev: _Abbrev
     ) -> int:
         """The position of the DIE after the one at `start` and its subtree."""
         if not abbrev.children:
@@ -626,32 +647,33 @@ class DebugInfo:
             return sibling
         return self._skip_children(unit, nxt)
 
-    def _contains(self, unit: _Unit, attrs: dict[int, object], address: int) -> bool:
+    def _contains(self, unit: _Unit, attrs: dict[int, Value], address: int) -> bool:
         return any(lo <= address < hi for lo, hi in self._die_ranges(unit, attrs))
 
-    def _address(self, unit: _Unit, value: object) -> int:
+    def _address(self, unit: _Unit, value: Value) -> int:
         if isinstance(value, tuple):
             if value[0] == "addr":
-                return int(value[1])
+                return value[1]
             data = self._section(".debug_addr")  # addrx
-            return _U64.unpack_from(data, unit.addr_base + 8 * value[1])[0]
-        return int(value)  # type: ignore[call-overload]
+            address: int = _U64.unpack_from(data, unit.addr_base + 8 * value[1])[0]
+            return address
+        return _number(value)
 
-    def _die_ranges(self, unit: _Unit, attrs: dict[int, object]) -> list[tuple[int, int]]:
+    def _die_ranges(self, unit: _Unit, attrs: dict[int, Value]) -> list[tuple[int, int]]:
         if AT_LOW_PC in attrs and AT_HIGH_PC in attrs:
             lo = self._address(unit, attrs[AT_LOW_PC])
             high = attrs[AT_HIGH_PC]
             if isinstance(high, tuple):  # an address (addr, addrx)
                 return [(lo, self._address(unit, high))]
-            return [(lo, lo + int(high))]  # type: ignore[call-overload]  # a length
+            return [(lo, lo + _number(high))]  # a length
         ranges = attrs.get(AT_RANGES)
         if ranges is None:
             return []
-        base = unit.attrs.get(AT_LOW_PC, 0)
-        base = self._address(unit, base) if base else 0
+        low_pc = unit.attrs.get(AT_LOW_PC, 0)
+        base = self._address(unit, low_pc) if low_pc else 0
         if unit.version >= 5:
             return self._rnglist(unit, ranges, base)
-        return self._ranges_v4(int(ranges), base)  # type: ignore[call-overload]
+        return self._ranges_v4(_number(ranges), base)
 
     def _ranges_v4(self, offset: int, base: int) -> list[tuple[int, int]]:
         data = self._section(".debug_ranges")
@@ -668,7 +690,7 @@ class DebugInfo:
             out.append((base + start, base + end))
         return out
 
-    def _rnglist(self, unit: _Unit, value: object, base: int) -> list[tuple[int, int]]:
+    def _rnglist(self, unit: _Unit, value: Value, base: int) -> list[tuple[int, int]]:
         data = self._section(".debug_rnglists")
         if isinstance(value, tuple):  # rnglistx: an offset from the unit's rnglists_base
             offsets_at = unit.rnglists_base + unit.offset_size * value[1]
@@ -676,8 +698,8 @@ class DebugInfo:
                 data[offsets_at : offsets_at + unit.offset_size], "little"
             )
         else:
-            pos = int(value)  # type: ignore[call-overload]
-        out = []
+            pos = _number(value)
+        out: list[tuple[int, int]] = []
         while True:
             kind = data[pos]
             pos += 1
@@ -713,7 +735,7 @@ class DebugInfo:
             else:
                 raise DwarfError(f"range list entry kind {kind}")
 
-    def _string(self, unit: _Unit, value: object) -> str | None:
+    def _string(self, unit: _Unit, value: Value) -> str | None:
         if isinstance(value, bytes):
             raw = value
         elif isinstance(value, tuple):
@@ -729,7 +751,7 @@ class DebugInfo:
             return None
         return raw.decode("utf-8", "replace")
 
-    def _name(self, unit: _Unit, die_offset: int, attrs: dict[int, object]) -> str | None:
+    def _name(self, unit: _Unit, die_offset: int, attrs: dict[int, Value]) -> str | None:
         """A DIE's name, through its abstract origin or specification where it has none."""
         if die_offset in self._names:
             return self._names[die_offset]
@@ -754,7 +776,7 @@ class DebugInfo:
         if unit.offset in self._lines:
             return self._lines[unit.offset]
         stmt = unit.attrs.get(AT_STMT_LIST)
-        table = self._decode_lines(unit, int(stmt)) if isinstance(stmt, int) else None  # type: ignore[arg-type]
+        table = self._decode_lines(unit, stmt) if isinstance(stmt, int) else None
         self._lines[unit.offset] = table
         return table
 
@@ -795,12 +817,13 @@ class DebugInfo:
         lengths = list(data[pos : pos + opcode_base - 1])
         pos += opcode_base - 1
         files: list[str | None]
+        names: list[str | None]
         if version >= 5:
             dirs, pos = self._entries(unit, data, pos, osize)
             entries, pos = self._entries(unit, data, pos, osize)
-            names = [d.get(0x1) for d in dirs]  # DW_LNCT_path
+            names = [_text(d.get(0x1)) for d in dirs]  # DW_LNCT_path
             comp = names[0] if names else None
-            files = [self._joined(e.get(0x1), names, e.get(0x2, 0), comp) for e in entries]
+            files = [self._joined(_text(e.get(0x1)), names, e.get(0x2, 0), comp) for e in entries]
         else:
             names = [self._string(unit, unit.attrs.get(AT_COMP_DIR)) or ""]
             while data[pos]:
@@ -822,7 +845,9 @@ class DebugInfo:
         )
 
     @staticmethod
-    def _joined(name: str | None, dirs: list, index: object, comp: str | None) -> str | None:
+    def _joined(
+        name: str | None, dirs: list[str | None], index: object, comp: str | None
+    ) -> str | None:
         """A line table's file name as gdb and elfutils show it: an absolute name as it is;
         a name in the unit's own directory (index 0) alone when that directory is absolute,
         behind it when it is relative (glibc's `./nptl`); any other behind its directory."""
@@ -836,8 +861,8 @@ class DebugInfo:
         return f"{directory}/{name}"
 
     def _entries(
-        self, unit: _Unit, data: bytes, pos: int, osize: int
-    ) -> tuple[list[dict[int, object]], int]:
+        self, unit: _Unit, data: Data, pos: int, osize: int
+    ) -> tuple[list[dict[int, str | int | None]], int]:
         """DWARF 5 directory or file entries: their formats, then the entries."""
         count = data[pos]
         pos += 1
@@ -847,11 +872,11 @@ class DebugInfo:
             form, pos = _uleb(data, pos)
             formats.append((kind, form))
         n, pos = _uleb(data, pos)
-        out = []
+        out: list[dict[int, str | int | None]] = []
         for _ in range(n):
-            entry: dict[int, object] = {}
+            entry: dict[int, str | int | None] = {}
             for kind, form in formats:
-                value: object
+                value: str | int | None
                 if form == 0x08:
                     raw, pos = _cstr(data, pos)
                     value = raw.decode("utf-8", "replace")
@@ -884,7 +909,7 @@ class DebugInfo:
         return out, pos
 
 
-def _run_line_program(data: bytes, lines: _Lines, targets: list[int]) -> dict[int, tuple[int, int]]:
+def _run_line_program(data: Data, lines: _Lines, targets: list[int]) -> dict[int, tuple[int, int]]:
     """Run a line program for the sorted `targets`: for each, the (file, line) of the last
     row at or below it in the sequence that contains it (rows rise within a sequence, so a
     target is answered when the first row above it appears). Rows are not kept; the run stops
@@ -968,3 +993,8 @@ def _run_line_program(data: bytes, lines: _Lines, targets: list[int]) -> dict[in
             for _ in range(lengths[op - 1] if op - 1 < len(lengths) else 0):
                 _n, pos = _uleb(data, pos)
     return found
+
+
+def _text(value: str | int | None) -> str | None:
+    """A line table entry's path: a string, else (damaged DWARF) none."""
+    return value if isinstance(value, str) else None

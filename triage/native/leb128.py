@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def uleb(data: bytes, pos: int) -> tuple[int, int]:
+def uleb(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     """An unsigned LEB128 at `pos`: (value, position after it)."""
     result = shift = 0
     while True:
@@ -15,7 +15,7 @@ def uleb(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def sleb(data: bytes, pos: int) -> tuple[int, int]:
+def sleb(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     """A signed LEB128 at `pos`: (value, position after it)."""
     result = shift = 0
     while True:
