@@ -32,6 +32,9 @@ DW_EH_PE_udata4 = 0x03
 
 OFFSET, VAL_OFFSET, REGISTER, SAME_VALUE = "OFFSET", "VAL_OFFSET", "REGISTER", "SAME_VALUE"
 UNDEFINED, EXPRESSION, VAL_EXPRESSION = "UNDEFINED", "EXPRESSION", "VAL_EXPRESSION"
+#: A register's rule: (kind, argument), the argument a number (an offset, a register), or the
+#: DWARF expression's bytes for EXPRESSION and VAL_EXPRESSION.
+Rule = tuple[str, int | bytes]
 
 _U16, _U32, _U64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q")
 _I16, _I32, _I64 = struct.Struct("<h"), struct.Struct("<i"), struct.Struct("<q")
@@ -48,7 +51,7 @@ class Row:
 
     cfa_register: int | None
     cfa_offset: int
-    registers: dict[int, tuple[str, object]]
+    registers: dict[int, Rule]
     cfa_expression: bytes | None = None
     signal_frame: bool = False
     """The code is a signal trampoline (augmentation 'S'): its caller was interrupted, not
@@ -331,8 +334,8 @@ class _State:
         self.cfa_register: int | None = None
         self.cfa_offset = 0
         self.cfa_expression: bytes | None = None
-        self.registers: dict[int, tuple[str, object]] = {}
-        self.stack: list[tuple[int | None, int, bytes | None, dict[int, tuple[str, object]]]] = []
+        self.registers: dict[int, Rule] = {}
+        self.stack: list[tuple[int | None, int, bytes | None, dict[int, Rule]]] = []
 
 
 def _execute(
@@ -341,7 +344,7 @@ def _execute(
     pos: int,
     stop: int,
     state: _State,
-    initial: dict[int, tuple[str, object]] | None,
+    initial: dict[int, Rule] | None,
     address: int,
     location: int,
 ) -> None:
@@ -444,9 +447,7 @@ def _execute(
             raise CfiError(f"call frame instruction 0x{op:x}")
 
 
-def _restore(
-    regs: dict[int, tuple[str, object]], initial: dict[int, tuple[str, object]] | None, reg: int
-) -> None:
+def _restore(regs: dict[int, Rule], initial: dict[int, Rule] | None, reg: int) -> None:
     if initial is not None and reg in initial:
         regs[reg] = initial[reg]
     else:

@@ -14,7 +14,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from triage.coredump.elf import DAMAGED_FILE
 from triage.coredump.memory import CoreMemory
@@ -75,13 +75,13 @@ def debug_file(
             if os.path.isfile(path):
                 return path
     link = _debuglink(local) if local else None
-    if link:
-        here = os.path.dirname(os.path.realpath(local))  # type: ignore[arg-type]
+    if link and local:
+        here = os.path.dirname(os.path.realpath(local))
         places = [here, os.path.join(here, ".debug"), *dirs]
         places += [os.path.join(b, here.lstrip("/")) for b in bases[: len(roots) + 1]]
         for place in places:
             path = os.path.join(place, link)
-            if os.path.isfile(path) and os.path.realpath(path) != os.path.realpath(local):  # type: ignore[arg-type]
+            if os.path.isfile(path) and os.path.realpath(path) != os.path.realpath(local):
                 return path
     return None
 
@@ -102,19 +102,22 @@ def _debuglink(local: str) -> str | None:
     return name if name and "/" not in name else None
 
 
-class _Bounded(OrderedDict):  # type: ignore[type-arg]
+_V = TypeVar("_V")
+
+
+class _Bounded(OrderedDict[str, _V]):
     """A dict that forgets its least recently used entries beyond `limit` entries, or beyond
     `budget` bytes as `weigh` counts them (what an entry holds grows as it is used)."""
 
     def __init__(
-        self, limit: int, budget: int | None = None, weigh: Callable[[Any], int] | None = None
+        self, limit: int, budget: int | None = None, weigh: Callable[[_V], int] | None = None
     ) -> None:
         super().__init__()
         self.limit = limit
         self.budget = budget
         self.weigh = weigh
 
-    def get_or(self, key: str, make):  # type: ignore[no-untyped-def]
+    def get_or(self, key: str, make: Callable[[], _V]) -> _V:
         if key in self:
             self.move_to_end(key)
             return self[key]
@@ -138,8 +141,8 @@ def _dwarf_bytes(dwarf: DebugInfo | None) -> int:
 #: without end. The DWARF of 64 builds' files fits unless their sections read so far pass
 #: 256 MB (a libpython's are 5-20 MB): a sweep cycling through a few builds' cores, as a
 #: night's does, finds them all here.
-_CFI_CACHE = _Bounded(64)
-_DWARF_CACHE = _Bounded(64, budget=256 << 20, weigh=_dwarf_bytes)
+_CFI_CACHE: _Bounded[CallFrames] = _Bounded(64)
+_DWARF_CACHE: _Bounded[DebugInfo | None] = _Bounded(64, budget=256 << 20, weigh=_dwarf_bytes)
 
 
 @dataclass
@@ -249,7 +252,7 @@ class Module:
                     return found
             return None
 
-        return _DWARF_CACHE.get_or(self.build_id or self.local, load)  # type: ignore[no-any-return]
+        return _DWARF_CACHE.get_or(self.build_id or self.local, load)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,23 +373,23 @@ def _caller(regs: dict[int, int], row: Row | None, memory: CoreMemory) -> dict[i
         return None
     caller = {r: regs[r] for r in CALLEE_SAVED if r in regs}
     for reg, (kind, arg) in row.registers.items():
-        if kind == OFFSET:
-            caller[reg] = memory.u64(cfa + arg)  # type: ignore[operator]
+        if isinstance(arg, bytes):  # EXPRESSION (an address holding the value), VAL_EXPRESSION
+            value = evaluate(arg, regs, memory, cfa)
+            if value is None:
+                return None
+            caller[reg] = memory.u64(value) if kind == EXPRESSION else value
+        elif kind == OFFSET:
+            caller[reg] = memory.u64(cfa + arg)
         elif kind == VAL_OFFSET:
-            caller[reg] = cfa + arg  # type: ignore[operator]
+            caller[reg] = cfa + arg
         elif kind == REGISTER:
             if arg in regs:
-                caller[reg] = regs[arg]  # type: ignore[index]
+                caller[reg] = regs[arg]
         elif kind == SAME_VALUE:
             if reg in regs:
                 caller[reg] = regs[reg]
         elif kind == UNDEFINED:
             caller.pop(reg, None)
-        else:  # EXPRESSION (an address holding the value) or VAL_EXPRESSION (the value)
-            value = evaluate(arg, regs, memory, cfa)  # type: ignore[arg-type]
-            if value is None:
-                return None
-            caller[reg] = memory.u64(value) if kind == EXPRESSION else value
     caller[RSP] = cfa
     if not caller.get(RETURN_ADDRESS) or (cfa <= regs.get(RSP, 0) and RSP not in row.registers):
         return None
@@ -500,7 +503,7 @@ _CONSTANTS = {
     0x0E: (8, False),
     0x0F: (8, True),
 }
-_BINARY = {
+_BINARY: dict[int, Callable[[int, int], int | None]] = {
     0x1A: lambda a, b: a & b,  # and
     0x1B: lambda a, b: None if not b else int(_signed(a) / _signed(b)),  # div
     0x1C: lambda a, b: a - b,  # minus
@@ -563,8 +566,8 @@ def add_locations(stacks: dict[int, list[NativeFrame]], modules: Modules) -> Non
         for frame in frames:
             module = modules.at(frame.pc)
             if module is not None and module.readable:
-                where = found.get((id(module), frame.lookup - module.bias))
-                if where:
-                    frame = dataclasses.replace(frame, locations=where)
+                locations = found.get((id(module), frame.lookup - module.bias))
+                if locations:
+                    frame = dataclasses.replace(frame, locations=locations)
             out.append(frame)
         stacks[tid] = out
