@@ -84,7 +84,7 @@ def analyze_core(
             report.core = CoreFileInfo(
                 path=path,
                 size=opened.size,
-                compression=opened.compression,  # type: ignore[arg-type]
+                compression=opened.compression,
                 uncompressed_size=opened.uncompressed_size,
             )
             core = parse_core(opened)
@@ -101,7 +101,7 @@ def analyze_core(
             try:
                 exe = find_executable(core, memory, executable)
                 report.executable = exe.path
-                report.executable_source = exe.source  # type: ignore[assignment]
+                report.executable_source = exe.source
                 files = _locate_images(report, images, memory, search, exe.mapping_path, executable)
                 memory.add_files(files)
                 report.test = current_test(read_environment(memory, images, files))
@@ -195,7 +195,9 @@ def _crashed_to_unwind(report: CoreReport, python_threads: list[PyThread]) -> li
     self_inflicted = report.signal is not None and report.signal.origin in SELF_INFLICTED
     in_python = {t.tid for t in python_threads if t.frames}
     return [
-        t.tid for t in report.threads if t.crashed and (self_inflicted or t.tid not in in_python)
+        t.tid
+        for t in report.threads
+        if t.tid is not None and t.crashed and (self_inflicted or t.tid not in in_python)
     ]
 
 
@@ -227,7 +229,7 @@ def _describe_process(report: CoreReport, core: CoreFile) -> None:
         sender_pid=cause.sender_pid,
         sender_uid=cause.sender_uid,
         fault_address=cause.fault_address,
-        origin=cause.origin,  # type: ignore[arg-type]
+        origin=cause.origin,
         description=cause.description,
     )
     crashed = cause.origin != "on_demand"
@@ -287,6 +289,7 @@ def _locate_images(
     files: dict[str, str] = {}
     for image in images:
         core_id = build_id_in_core(memory, image.start)
+        found: tuple[str | None, str | None, bool | None]  # path, build-id, whether it matches
         if exe_given is not None and image.path == exe_mapping:
             found_id = build_id_of_file(exe_given)
             matches = None if core_id is None or found_id is None else core_id == found_id

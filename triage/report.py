@@ -306,7 +306,8 @@ def to_json(report: CoreReport, *, indent: int | None = 2) -> str:
 
 
 def from_json(text: str | bytes) -> CoreReport:
-    return adapter().validate_json(text)
+    report: CoreReport = adapter().validate_json(text)
+    return report
 
 
 def to_plain(value: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 from triage.coredump import elf
 from triage.coredump.corefile import CoreFile
@@ -20,7 +21,7 @@ class Executable:
 
     path: str
     mapping_path: str | None
-    source: str  # "core" or "argument"
+    source: Literal["core", "argument"]
 
 
 def main_mapping_path(core: CoreFile, memory: CoreMemory) -> str | None:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import signal as _signal
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from triage.coredump.notes import SigInfo, ThreadStatus
+
+if TYPE_CHECKING:
+    from triage.report import Origin
 
 SI_USER, SI_QUEUE, SI_TKILL, SI_KERNEL = 0, -1, -6, 0x80
 FAULT_SIGNALS = {_signal.SIGSEGV, _signal.SIGBUS, _signal.SIGILL, _signal.SIGFPE}
@@ -44,7 +48,7 @@ class CoreCause:
     name: str
     code: int
     errno: int
-    origin: str
+    origin: Origin
     sender_pid: int | None
     sender_uid: int | None
     fault_address: int | None
@@ -67,6 +71,7 @@ def core_cause(siginfo: SigInfo | None, first_thread: ThreadStatus | None, pid: 
     elif siginfo is not None and code in (SI_USER, SI_QUEUE, SI_TKILL):
         sender_pid, sender_uid = siginfo.sender
 
+    origin: Origin
     if number not in CORE_SIGNALS:
         origin = "on_demand"
         text = "The core file seems to have been generated on demand (the process did not crash)"

@@ -21,14 +21,17 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from triage.coredump.archives import declared_size, zstd_frames
 from triage.coredump.filebytes import FileBytes, map_file
 from triage.errors import CoreFileError
 from triage.sizes import format_size
 
-MAGICS: tuple[tuple[bytes, str], ...] = (
+if TYPE_CHECKING:
+    from triage.report import Compression
+
+MAGICS: tuple[tuple[bytes, Compression], ...] = (
     (b"\x7fELF", "none"),
     (b"\x1f\x8b", "gzip"),
     (b"\x28\xb5\x2f\xfd", "zstd"),
@@ -51,7 +54,7 @@ class OpenedCore:
 
     path: str
     size: int
-    compression: str
+    compression: Compression
     data: mmap.mmap | FileBytes | bytes
 
     @property
@@ -59,7 +62,7 @@ class OpenedCore:
         return len(self.data)
 
 
-def sniff(head: bytes) -> str | None:
+def sniff(head: bytes) -> Compression | None:
     """The compression (or "none" for plain ELF) named by a file's first bytes, else None."""
     for magic, name in MAGICS:
         if head.startswith(magic):
@@ -224,7 +227,7 @@ def _check_type(path: str, st: os.stat_result) -> None:
         )
 
 
-def identify(path: str) -> tuple[int, str | None]:
+def identify(path: str) -> tuple[int, Compression | None]:
     """Size and compression of a file as given, for the report, even when it cannot be read
     further; (0, None) when it is no regular file or cannot be opened at all."""
     try:
