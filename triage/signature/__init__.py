@@ -13,6 +13,9 @@ analysis child use this package without pyarrow, duckdb or dask.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from triage.report import CoreReport, Signature
 from triage.signature import v1, v2
 from triage.signature.base import (
@@ -42,7 +45,18 @@ __all__ = [
     "signature_thread",
 ]
 
-_ALGORITHMS = {1: v1, 2: v2}
+
+class _Algorithm(Protocol):
+    """What each version's module (v1, v2) provides."""
+
+    def compute_signature(self, report: CoreReport, rules: Rules) -> Signature | None: ...
+
+    def reduce(
+        self, all_frames: Sequence[str], rules: Rules, reason: str, thread: int | None
+    ) -> Signature: ...
+
+
+_ALGORITHMS: dict[int, _Algorithm] = {1: v1, 2: v2}
 
 
 def compute_signature(report: CoreReport, rules: Rules | None = None) -> Signature | None:

@@ -64,9 +64,9 @@ def python_module(file: str, program_root: str | None) -> str:
             i > 0 and parts[i - 1] in _LIB_DIRS and _STDLIB_VERSION_DIR.fullmatch(parts[i])
         ):
             return _dotted(parts[i + 1 :]) or _base_module(parts)
-    rest = _under_root(file, program_root)
-    if rest:
-        return _dotted(rest) or _base_module(parts)
+    under = _under_root(file, program_root)
+    if under:
+        return _dotted(under) or _base_module(parts)
     return _base_module(parts)
 
 

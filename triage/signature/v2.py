@@ -56,7 +56,7 @@ def pattern_list(name: str) -> tuple[str, ...]:
 @cache
 def renames() -> dict[str, str]:
     """data/renames.txt: FROM TO pairs."""
-    return dict(line.split() for line in pattern_list("renames"))  # type: ignore[misc]
+    return dict(line.split() for line in pattern_list("renames"))
 
 
 def matches(name: str, frame: str) -> bool:
