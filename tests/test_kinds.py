@@ -51,6 +51,9 @@ def _assigned(scope: ast.AST) -> dict[str, set[str]]:
             for target in node.targets:
                 if isinstance(target, ast.Name):
                     names.setdefault(target.id, set()).update(_strings(node.value, {}))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            # `kind: ErrorKind = "..."`, as mypy has the kinds' variables declared
+            names.setdefault(node.target.id, set()).update(_strings(node.value, {}))
     return names
 
 

@@ -213,10 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("triage: interrupted\n")
         return 130
     except ModuleNotFoundError as exc:
-        missing = (exc.name or "").partition(".")[0]
-        if missing not in (*SWEEP_EXTRA, "tomli"):
+        module = (exc.name or "").partition(".")[0]
+        if module not in (*SWEEP_EXTRA, "tomli"):
             raise
-        _needs_sweep_extra(args.command, missing)
+        _needs_sweep_extra(args.command, module)
         return EXIT_USAGE
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -184,6 +184,7 @@ def _to_timestamp(value: Any) -> str:
         value = float(value) if "." in value else int(value)
     if isinstance(value, (int, float)):
         magnitude = abs(value)
+        scale: float  # microseconds per unit: seconds, milliseconds, microseconds, nanoseconds
         if magnitude < 1e11:
             scale = 1_000_000
         elif magnitude < 1e14:

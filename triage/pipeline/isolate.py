@@ -22,10 +22,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from triage.kinds import SweepStatus
 from triage.pipeline.childenv import child_environment
 from triage.signature import Rules
+
+if TYPE_CHECKING:
+    from triage.report import CoreReport
 
 #: The child's command: this module as `__main__`, imported without the current directory on
 #: sys.path (Python 3.10 has no PYTHONSAFEPATH; see childenv).
@@ -39,7 +43,7 @@ CHILD_MAIN = (
 class Outcome:
     """What became of one analysis."""
 
-    status: str
+    status: SweepStatus
     report: dict[str, Any] | None
     """The CoreReport as plain data (`report.to_plain`), when the analysis gave one."""
     message: str | None
@@ -91,9 +95,11 @@ class AnalysisProcess:
         started = time.perf_counter()
         self.warm()
         proc = self._proc
-        assert proc.stdin is not None and proc.stdout is not None
-        rules = dataclasses.asdict(rules or Rules())
-        request = json.dumps({"path": path, "options": options, "rules": rules}).encode() + b"\n"
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        fleet_rules = dataclasses.asdict(rules or Rules())
+        request = (
+            json.dumps({"path": path, "options": options, "rules": fleet_rules}).encode() + b"\n"
+        )
         try:
             proc.stdin.write(request)
             proc.stdin.flush()
@@ -154,6 +160,8 @@ def serve() -> None:
 
     for line in sys.stdin.buffer:
         request = json.loads(line)
+        report: CoreReport | None
+        answer: str | None
         try:
             rules = Rules(**request["rules"])
             report = analyze_core(request["path"], signature_rules=rules, **request["options"])

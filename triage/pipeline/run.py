@@ -18,6 +18,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from triage import compat
+from triage.kinds import SweepStatus
 from triage.pipeline import forkserver
 from triage.pipeline.config import Fleet, SweepConfig
 from triage.pipeline.sources import CoreObject, list_sources
@@ -378,7 +379,9 @@ def _rows(
             rows.append(json.loads(result))
         except Exception as exc:
             obj, fleet = pending[future.key]
-            status = "worker_lost" if type(exc).__name__ == "KilledWorker" else "task_error"
+            status: SweepStatus = (
+                "worker_lost" if type(exc).__name__ == "KilledWorker" else "task_error"
+            )
             rows.append(lost_record(obj, fleet, info, status, _one_line(exc)))
     return rows
 

@@ -233,7 +233,8 @@ def from_stored(value: dict[str, Any], model: type[_Model]) -> _Model:
     import pyarrow as pa
 
     plain = _plain(value, pa.struct(arrow_fields(model, described=False)), known_only=True)
-    return adapter(model).validate_python(plain)
+    # mypy takes a type[T] for unhashable, so not an lru_cache key (python/mypy#20409)
+    return adapter(model).validate_python(plain)  # type: ignore[arg-type]
 
 
 # -- the read side: column paths -----------------------------------------------------------

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from triage.errors import TriageError
+from triage.kinds import ErrorKind
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -59,7 +60,7 @@ class SourceError(TriageError):
     and what to do; `kind` is one of not_found, permission_denied, unreachable, changed,
     unreadable."""
 
-    def __init__(self, message: str, kind: str = "unreadable") -> None:
+    def __init__(self, message: str, kind: ErrorKind = "unreadable") -> None:
         super().__init__(message)
         self.kind = kind
 
@@ -80,7 +81,7 @@ class CoreObject:
     metadata: dict[str, str] = field(default_factory=dict, hash=False)
     """Object metadata the listing gave (lower-case keys, no `x-amz-meta-` prefix). S3
     listings give none; `collection_for` asks the store."""
-    problem: tuple[str, str] | None = None
+    problem: tuple[ErrorKind, str] | None = None
     """(status, what is wrong) of an entry that is not a file to read, found while listing
     (a FIFO, a socket, a device: `not_core`; a symbolic link loop or one to nothing:
     `unreadable`): its row says so, and nothing opens it."""
@@ -94,7 +95,7 @@ class CoreObject:
         mtime: str | None = None,
         sidecar_url: str | None = None,
         metadata: dict[str, str] | None = None,
-        problem: tuple[str, str] | None = None,
+        problem: tuple[ErrorKind, str] | None = None,
     ) -> CoreObject:
         return cls(
             url,
@@ -190,7 +191,7 @@ def error_detail(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def _is_connection_error(exc: BaseException | None) -> bool:
     seen = 0
     while exc is not None and seen < 10:
         name = type(exc).__name__
@@ -351,7 +352,9 @@ def _link_problem(name: str, exc: OSError) -> str:
     return f"cannot be read: {exc.strerror or error_detail(exc)}"
 
 
-def _problem_info(name: str, info: dict[str, Any], status: str, message: str) -> dict[str, Any]:
+def _problem_info(
+    name: str, info: dict[str, Any], status: ErrorKind, message: str
+) -> dict[str, Any]:
     mtime = None
     with contextlib.suppress(OSError):
         mtime = os.lstat(name).st_mtime
@@ -448,7 +451,7 @@ def _object_error(url: str, exc: BaseException) -> SourceError:
     if isinstance(exc, FileNotFoundError):
         return SourceError(f"{url} no longer exists (deleted since it was listed)", "not_found")
     if is_local_url(url) and isinstance(exc, OSError):
-        kind = "permission_denied" if isinstance(exc, PermissionError) else "unreadable"
+        kind: ErrorKind = "permission_denied" if isinstance(exc, PermissionError) else "unreadable"
         return SourceError(f"cannot read {url}: {exc.strerror or error_detail(exc)}", kind)
     err = _source_error(url, exc, doing="read")
     return SourceError(err.message.replace(f"source {url}", url, 1), err.kind)

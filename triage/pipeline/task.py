@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from triage.coredump.sniff import sniff_core
+from triage.kinds import SweepStatus
 from triage.pipeline.collection import collection_for
 from triage.pipeline.config import Fleet
 from triage.pipeline.isolate import AnalysisProcess, Outcome
@@ -130,7 +131,7 @@ def _row(
     obj: CoreObject,
     fleet: Fleet,
     info: SweepInfo,
-    status: str,
+    status: SweepStatus,
     collection: Collection,
     message: str | None,
 ) -> Row:
@@ -146,7 +147,7 @@ def _row(
             collection=collection,
             report=CoreReport(
                 core=CoreFileInfo(path=obj.url, size=obj.size),
-                error=ErrorInfo(kind=status, message=message or status),
+                error=None if status == "ok" else ErrorInfo(kind=status, message=message or status),
             ),
             error_message=message,
         )
@@ -186,7 +187,9 @@ def _analyze(obj: CoreObject, fleet: Fleet, info: SweepInfo, scratch: str) -> Ou
         )
 
 
-def lost_record(obj: CoreObject, fleet: Fleet, info: SweepInfo, status: str, message: str) -> Row:
+def lost_record(
+    obj: CoreObject, fleet: Fleet, info: SweepInfo, status: SweepStatus, message: str
+) -> Row:
     """The row for a core whose task could not run at all (its workers kept dying)."""
     collection = Collection(source_url=obj.url, size=obj.size, etag=obj.etag, mtime=obj.mtime)
     return printable_data(_row(obj, fleet, info, status, collection, message))
