@@ -28,10 +28,12 @@ demo: $(VENV)/.installed
 	$(BIN)/triage groups demo/dataset
 	$(BIN)/triage dashboard demo/dataset -o demo/dashboard.html
 
-## test: system packages if missing (root), lint, the whole suite (makes real cores as it goes)
+## test: system packages if missing (root), lint (ruff, mypy), the whole suite (makes real cores
+## as it goes)
 test: $(VENV)/.installed
 	scripts/install-system-deps.sh
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 	$(BIN)/python -m pytest
 
@@ -44,9 +46,11 @@ docs: $(VENV)/.installed
 	$(BIN)/python scripts/gen_docs.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
+## lint: ruff (checks, formatting) and mypy (pyproject.toml's [tool.mypy]; strict on the engine)
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## fuzz: the long fuzzing run for a nightly job (make test runs a one-minute share of it)
 fuzz: $(VENV)/.installed
