@@ -38,14 +38,14 @@ def frame_report(frame: PyFrame) -> FrameReport:
         end_column=frame.end_column,
         locals=None
         if frame.variables is None
-        else [LocalVariable(v.name, v.kind, v.value) for v in frame.variables],  # type: ignore[arg-type]
+        else [LocalVariable(v.name, v.kind, v.value) for v in frame.variables],
     )
 
 
 def exception_report(exc: PyException) -> ExceptionReport:
     return ExceptionReport(
         type=exc.type_name,
-        state=exc.state,  # type: ignore[arg-type]
+        state=exc.state,
         message=exc.message,
         frames=[frame_report(f) for f in exc.frames],
         address=exc.address,

@@ -32,6 +32,8 @@ SCHEMA_VERSION = 1
 
 Compression = Literal["none", "gzip", "zstd", "xz", "lz4"]
 Origin = Literal["crash", "sent", "signal", "on_demand"]
+VariableKind = Literal["argument", "local", "cell", "free"]
+ExceptionState = Literal["raised", "handling", "context", "cause", "last"]
 #: The origins at which the thread that took the signal died of its own doing: a fault, or a
 #: signal the process sent itself (abort(), raise()); its native frames say where.
 SELF_INFLICTED: tuple[Origin, ...] = ("crash", "signal")
@@ -110,7 +112,7 @@ class LocalVariable:
     """An argument or local variable of a Python frame (with --locals)."""
 
     name: str
-    kind: Literal["argument", "local", "cell", "free"]
+    kind: VariableKind
     """"cell": a local that closures share; "free": a variable of an enclosing function."""
     value: str
     """A short repr: None, bools, numbers, str and bytes as Python shows them (cut at 120
@@ -161,7 +163,7 @@ class ExceptionReport:
     """Its class as Python's traceback names it: `ValueError`, `_ctypes.ArgumentError`, and
     `module.Qual.Name` for classes defined in Python (`__main__.AppError`; builtins left
     out)."""
-    state: Literal["raised", "handling", "context", "cause", "last"]
+    state: ExceptionState
     """raised: set and not yet caught (propagating through C, or in C code that has not
     returned yet); handling: being handled (in an except block, or a finally or with exit run
     by it); context: the exception the one before it in the list was raised while handling

@@ -32,7 +32,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from triage.cpython.containers import Py_TPFLAGS_HEAPTYPE, dict_get_strs
 from triage.cpython.fields import Field, Offsets
@@ -45,6 +45,9 @@ from triage.cpython.frames import (
 from triage.cpython.linetable import CODE_UNIT_SIZE, Position
 from triage.cpython.variables import VariableReader
 from triage.errors import READ_ERRORS
+
+if TYPE_CHECKING:
+    from triage.report import ExceptionState
 
 MAX_ITEMS = 8  # stack items of one thread (generators running generators...)
 MAX_EXCEPTIONS = 8  # exceptions of one thread, chained ones included
@@ -140,7 +143,7 @@ class PyException(NamedTuple):
     """One exception as the report shows it (a NamedTuple: a dataclass costs every start
     of the command most of a millisecond)."""
 
-    state: str
+    state: ExceptionState
     """"raised", "handling", "context", "cause" or "last" (see report.ExceptionReport)."""
     type_name: str
     message: str | None
@@ -207,7 +210,7 @@ class ExceptionReader:
     def thread_exceptions(self, tstate: int) -> list[PyException]:
         """The thread's raised exception, then those it handles, innermost first, each
         followed by the exceptions it was raised from; each once, at most MAX_EXCEPTIONS."""
-        roots: list[tuple[str, _Held]] = []
+        roots: list[tuple[ExceptionState, _Held]] = []
         try:
             raised = self._held(tstate, self.raised_at)
             if raised is not None:
@@ -267,12 +270,12 @@ class ExceptionReader:
     def _unless_none(self, obj: int) -> int:
         return 0 if not obj or self.objects.type_name(obj) == "NoneType" else obj
 
-    def _with_chains(self, roots: list[tuple[str, _Held]]) -> list[PyException]:
+    def _with_chains(self, roots: list[tuple[ExceptionState, _Held]]) -> list[PyException]:
         handling = {held.value for state, held in roots if state == "handling"}
         out: list[PyException] = []
         seen: set[int] = set()
         for state, held in roots:
-            chained: tuple[str, _Held] | None = (state, held)
+            chained: tuple[ExceptionState, _Held] | None = (state, held)
             while chained is not None and len(out) < MAX_EXCEPTIONS:
                 state, held = chained
                 if held.value in seen:
@@ -287,7 +290,7 @@ class ExceptionReader:
                 chained = self._raised_from(held.value) if described.address else None
         return out
 
-    def _raised_from(self, exc: int) -> tuple[str, _Held] | None:
+    def _raised_from(self, exc: int) -> tuple[ExceptionState, _Held] | None:
         """The exception `exc` was raised from, as Python prints it above: its `__cause__`,
         else its `__context__` unless suppressed."""
         if self.chain is None:
@@ -305,7 +308,7 @@ class ExceptionReader:
 
     # -- one exception ----------------------------------------------------------------
 
-    def _describe(self, state: str, held: _Held) -> PyException | None:
+    def _describe(self, state: ExceptionState, held: _Held) -> PyException | None:
         """The exception `held`, None when it is none (or its class cannot be read)."""
         objs = self.objects
         value, kind, tb = held

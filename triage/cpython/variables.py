@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import AnyStr
+from typing import TYPE_CHECKING, AnyStr, Literal
 
 from triage.cpython.code import CodeInfo
 from triage.cpython.containers import UnexpectedObject, dict_items, int_value
 from triage.cpython.fields import Field, Offsets, Optional
 from triage.cpython.objects import ObjectReader
 from triage.errors import READ_ERRORS
+
+if TYPE_CHECKING:
+    from triage.report import VariableKind
 
 MAX_REPR = 120
 MAX_ITEMS = 5
@@ -42,7 +45,7 @@ class Variable:
     """One argument or local variable of a frame."""
 
     name: str
-    kind: str
+    kind: VariableKind
     """"argument", "local", "cell" (a local closures share) or "free" (one from outside)."""
     value: str
 
@@ -52,7 +55,7 @@ class _Slots:
     """What a code object says of its frame's variable slots."""
 
     names: list[str]
-    kinds: list[str]
+    kinds: list[VariableKind]
     hidden: frozenset[int]
 
 
@@ -149,19 +152,23 @@ class VariableReader:
         if self.split is None:
             names = [objs.text(n) for n in objs.tuple_items(mem.u64(code + self.co_names))]
             kind_bytes = objs.bytes_value(mem.u64(code + self.co_kinds))
-            kinds = []
+            cells: list[Literal["cell", "free", ""]] = []  # "": an argument or a local
             for i, k in enumerate(kind_bytes[: len(names)]):
                 if k & CO_FAST_HIDDEN:
                     hidden.add(i)
-                kinds.append("cell" if k & CO_FAST_CELL else "free" if k & CO_FAST_FREE else "")
+                cells.append("cell" if k & CO_FAST_CELL else "free" if k & CO_FAST_FREE else "")
         else:
             groups = [
                 [objs.text(n) for n in objs.tuple_items(mem.u64(code + offset))]
                 for offset in self.split
             ]
             names = [n for group in groups for n in group]
-            kinds = [""] * len(groups[0]) + ["cell"] * len(groups[1]) + ["free"] * len(groups[2])
-        kinds = [kind or ("argument" if i < arguments else "local") for i, kind in enumerate(kinds)]
+            cells = [""] * len(groups[0])
+            cells += ["cell"] * len(groups[1])
+            cells += ["free"] * len(groups[2])
+        kinds: list[VariableKind] = [
+            kind or ("argument" if i < arguments else "local") for i, kind in enumerate(cells)
+        ]
         return _Slots(names, kinds, frozenset(hidden))
 
     # -- values -----------------------------------------------------------------------
