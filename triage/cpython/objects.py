@@ -85,9 +85,10 @@ class ObjectReader:
     def fields(self, declared: type[F]) -> F:
         """A reader's declared members, resolved against this layout (once)."""
         found = self._fields.get(declared)
-        if found is None:
-            found = self._fields[declared] = declared(self.layout)
-        return found  # type: ignore[return-value]
+        if isinstance(found, declared):  # the one made below, on an earlier call
+            return found
+        made = self._fields[declared] = declared(self.layout)
+        return made
 
     # -- basics -----------------------------------------------------------------------
 
