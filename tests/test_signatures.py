@@ -223,6 +223,34 @@ def test_signature_is_the_same_with_and_without_native(
     assert reports(case.path).signature == reports(case.path, native=True).signature
 
 
+def test_without_native_the_crash_site_has_source_lines_and_the_interpreter_none(
+    cores, preferred_interp: Interpreter, reports
+) -> None:
+    """Without --native, the crashed thread's native frames newer than its newest Python
+    frame carry file and line (the crash site: _ctypes' C code); the interpreter's frames
+    below keep name and address only (file ???), and --native locates them too."""
+    case = cores.crash(preferred_interp, "segv")
+
+    def split(report: CoreReport) -> tuple[list, list]:
+        (thread,) = [t for t in report.threads if t.crashed]
+        newest_first = list(reversed(thread.frames))
+        python = next(i for i, f in enumerate(newest_first) if f.kind == "python")
+        above = [f for f in newest_first[:python] if f.kind == "native"]
+        below = [f for f in newest_first[python:] if f.kind == "native" and not f.inlined]
+        return above, below
+
+    (site, below), (site_full, below_full) = (
+        split(reports(case.path)),
+        split(reports(case.path, native=True)),
+    )
+    ctypes_site = [f for f in site if "/_ctypes" in (f.library or "")]
+    assert ctypes_site and all(f.file.endswith(".c") and f.line for f in ctypes_site)
+    assert site == site_full
+    assert below and all((f.file, f.line) == ("???", None) for f in below)
+    assert [(f.function, f.address) for f in below] == [(f.function, f.address) for f in below_full]
+    assert any(f.file != "???" for f in below_full if "libpython" in (f.library or ""))
+
+
 # --------------------------------------------------------------------------------------------
 # (b) Native threads: abort() and strlen(NULL), signed by their native frames
 

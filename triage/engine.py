@@ -267,6 +267,7 @@ def _native_stacks(
             tuple(search.path),
             names,
             tids,
+            sites_only=tids is not None,
         )
         report.warnings.extend(warnings)
         return stacks

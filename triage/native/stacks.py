@@ -35,12 +35,16 @@ def native_stacks(
     debug_dirs: tuple[str, ...] = (),
     names: dict[str, str] | None = None,
     tids: Collection[int] | None = None,
+    sites_only: bool = False,
 ) -> tuple[dict[int, list[NativeFrame]], list[str]]:
     """Each thread's native frames (newest first), by kernel tid (only the threads `tids`
     when given), and a warning for each file that could not be read (its frames unnamed, the
     others' as ever); separate debug files are looked for in the sysroots `debug_roots` and
     the directories `debug_dirs` too; `names`: the link map's name of each recorded path,
-    shown as the frames' library."""
+    shown as the frames' library. `sites_only`: source locations (and inlined calls) only
+    for the frames newer than each thread's newest eval-loop frame, where a crash in C
+    happened and what its signature is made of; the interpreter's frames below keep their
+    names and addresses (the DWARF of the eval loop's unit is the largest to read)."""
     modules = Modules(
         [
             Module(
@@ -62,8 +66,12 @@ def native_stacks(
         for t in core.threads
         if tids is None or t.tid in tids
     }
-    add_locations(stacks, modules)
+    add_locations(stacks, modules, _in_eval_loop if sites_only else None)
     return stacks, modules.warnings()
+
+
+def _in_eval_loop(frame: NativeFrame) -> bool:
+    return is_eval_frame(frame.function)
 
 
 @dataclass(frozen=True, slots=True)

@@ -541,12 +541,17 @@ def _frame(module: Module | None, pc: int, lookup: int) -> NativeFrame:
     return NativeFrame(pc, library, name, offset + (pc - lookup))
 
 
-def add_locations(stacks: dict[int, list[NativeFrame]], modules: Modules) -> None:
-    """Give every frame its source locations (`NativeFrame.locations`), asking each module's
-    DWARF once for all of its addresses."""
+def add_locations(
+    stacks: dict[int, list[NativeFrame]],
+    modules: Modules,
+    until: Callable[[NativeFrame], bool] | None = None,
+) -> None:
+    """Give frames their source locations (`NativeFrame.locations`), asking each module's
+    DWARF once for all of its addresses: every frame, or with `until`, each thread's frames
+    newer than the first for which it is true (all of a thread that has none)."""
     wanted: dict[int, tuple[Module, set[int]]] = {}
     for frames in stacks.values():
-        for frame in frames:
+        for frame in _newer_than(frames, until):
             module = modules.at(frame.pc)
             if module is not None and module.readable:
                 wanted.setdefault(id(module), (module, set()))[1].add(frame.lookup - module.bias)
@@ -571,3 +576,15 @@ def add_locations(stacks: dict[int, list[NativeFrame]], modules: Modules) -> Non
                     frame = dataclasses.replace(frame, locations=locations)
             out.append(frame)
         stacks[tid] = out
+
+
+def _newer_than(
+    frames: list[NativeFrame], until: Callable[[NativeFrame], bool] | None
+) -> list[NativeFrame]:
+    """The frames before the first that `until` holds for (all of them without one)."""
+    if until is None:
+        return frames
+    for i, frame in enumerate(frames):
+        if until(frame):
+            return frames[:i]
+    return frames

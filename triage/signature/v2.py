@@ -273,10 +273,16 @@ def normalise_frame(frame: FrameReport, program_root: str | None) -> str:
 
 def _frames(report: CoreReport, thread: ThreadReport, root: str | None) -> list[str]:
     """The thread's frames, newest first: its native ones only when it died of its own
-    doing (a fault, abort())."""
+    doing (a fault, abort()), without the calls inlined into the frames older than its
+    newest Python frame: no rule reads those, and only `--native` reads their DWARF (the
+    same core signs alike with and without it)."""
     native = thread.crashed and report.signal is not None and report.signal.origin in SELF_INFLICTED
+    newest_first = list(reversed(thread.frames))
+    python = next((i for i, f in enumerate(newest_first) if f.kind == "python"), None)
     return [
-        normalise_frame(f, root) for f in reversed(thread.frames) if native or f.kind == "python"
+        normalise_frame(f, root)
+        for i, f in enumerate(newest_first)
+        if f.kind == "python" or (native and not (f.inlined and python is not None and i > python))
     ]
 
 
