@@ -805,6 +805,36 @@ def make_corpus(directory: Path, cases: list[CoreCase], count: int) -> dict[str,
     return corpus
 
 
+def sweep_killing_a_worker(
+    argv: list[str], out: Path, victim: subprocess.Popen[Any]
+) -> tuple[Run, list[psutil.Process], int]:
+    """Run the sweep `argv` (`python -m triage sweep ...`); once it has written its first
+    Parquet file, and before its last, SIGKILL the worker process `victim`. The sweep's run,
+    the worker's children as they were when it was killed, and the Parquet files written
+    by then."""
+    with subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=sweep_env(),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    ) as sweep:
+        try:
+            wait_for_parquet(out, sweep)
+            children = psutil.Process(victim.pid).children(recursive=True)
+            victim.send_signal(signal.SIGKILL)
+            assert sweep.poll() is None, "the sweep ended before its worker was killed"
+            written = parquet_count(out)
+            victim.wait()
+            out_text, err_text = sweep.communicate(timeout=240)
+        finally:
+            if sweep.poll() is None:
+                sweep.kill()
+    run = Run(argv[3:], sweep.returncode, out_text.decode(), err_text.decode(), 0)
+    return run, children, written
+
+
 def wait_for_parquet(root: Path, proc: subprocess.Popen[Any], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while parquet_count(root) == 0:
@@ -856,28 +886,10 @@ def test_worker_killed_mid_sweep(cluster, installed_cores, tmp_path):
         "120",
     ]
     try:
-        with subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=sweep_env(),
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-        ) as sweep:
-            try:
-                wait_for_parquet(out, sweep)
-                children = psutil.Process(victim.pid).children(recursive=True)
-                victim.send_signal(signal.SIGKILL)
-                # Killed half-way: the sweep was running and had written a few files of 4 rows.
-                assert sweep.poll() is None
-                assert 1 <= parquet_count(out) < len(corpus) // 4 - 1
-                assert children, "the worker had started its analysis child"
-                victim.wait()
-                out_text, err_text = sweep.communicate(timeout=180)
-            finally:
-                if sweep.poll() is None:
-                    sweep.kill()
-        run = Run(argv[3:], sweep.returncode, out_text.decode(), err_text.decode(), 0)
+        run, children, written = sweep_killing_a_worker(argv, out, victim)
+        # Killed half-way: the sweep had written a few files of 4 rows.
+        assert 1 <= written < len(corpus) // 4 - 1
+        assert children, "the worker had started its analysis child"
         summary = run.summary(strict=False)
         assert (summary["analysed"], summary["ok"], summary["failed"]) == ("40", "40", "0")
         rows = check_exactly_once(out, corpus)

@@ -14,7 +14,6 @@ import http.server
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -38,10 +37,9 @@ from test_sweep import (
     cluster,  # noqa: F401 - a fixture
     installed_cores,  # noqa: F401 - a fixture
     make_corpus,
-    parquet_count,
     records,
     sweep_env,
-    wait_for_parquet,
+    sweep_killing_a_worker,
     write_config,
 )
 
@@ -603,24 +601,8 @@ def test_killed_worker_and_odd_files_one_row_per_file(
     victim = cluster.procs["w1"]
     argv = [sys.executable, "-m", "triage", "sweep", str(corpus), "--config", str(config)]
     argv += ["--scheduler", cluster.address, "--time-limit", "120"]
-    with subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=sweep_env(),
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-    ) as sweep:
-        try:
-            wait_for_parquet(out, sweep)
-            victim.send_signal(signal.SIGKILL)
-            assert sweep.poll() is None and parquet_count(out) >= 1
-            victim.wait()
-            out_text, err_text = sweep.communicate(timeout=240)
-        finally:
-            if sweep.poll() is None:
-                sweep.kill()
-    run = Run(argv[3:], sweep.returncode, out_text.decode(), err_text.decode(), 0)
+    run, _children, written = sweep_killing_a_worker(argv, out, victim)
+    assert written >= 1
     summary = run.summary(strict=False)
     assert (summary["analysed"], summary["ok"]) == ("45", "42"), run.describe()
     urls = Counter(r.collection.source_url for r in records(str(out)))

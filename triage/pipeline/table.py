@@ -15,19 +15,17 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING
 
+from triage.pipeline.groups import COLUMNS
+
 if TYPE_CHECKING:
     from triage.pipeline.groups import Group, GroupsResult
 
-HEADERS = (
-    "signature_id",
-    "cores",
-    "hosts",
-    "new",
-    "first_seen",
-    "last_seen",
-    "fleets",
-    "pythons",
-    "trend",
+#: The columns of the other formats, but the signature (it goes under its row) and with a
+#: shorter name for the Python versions.
+HEADERS = tuple(
+    "pythons" if column == "python_versions" else column
+    for column in COLUMNS
+    if column != "signature"
 )
 #: Columns whose items may go on several lines (split at commas).
 FLEXIBLE = (6, 7)
