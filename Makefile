@@ -37,7 +37,8 @@ test: $(VENV)/.installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 	$(BIN)/python -m pytest
 
-## test-fast: day-to-day: one interpreter, no sysroot, no browser, no long runs (~1 min)
+## test-fast: day-to-day: the engine on one interpreter; no sysroot, browser, clusters,
+## object stores or long runs (under a minute)
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "not slow and not needs_sysroot and not needs_chromium"
 

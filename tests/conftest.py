@@ -66,8 +66,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 #: Modules whose every test is slow: long property runs, builds of the distribution, sweeps
-#: on real Dask clusters.
-_SLOW_MODULES = ("test_fuzz.py", "test_install.py", "test_sweep.py", "test_sweep_ux.py")
+#: on real Dask clusters, datasets and object stores (the read side's and S3's tests), the
+#: deployment's validation. `make test-fast` is the engine's, end to end on one interpreter.
+_SLOW_MODULES = (
+    "test_fuzz.py",
+    "test_install.py",
+    "test_sweep.py",
+    "test_sweep_ux.py",
+    "test_groups_ci.py",
+    "test_sources.py",
+    "test_deploy.py",
+)
 #: Tests that loop over every interpreter themselves, or derive layouts from DWARF again.
 _SLOW_NAMES = ("across_interpreters", "every_python", "every_interpreter", "test_no_drift")
 #: Fixtures that make cores with gdb's gcore.
