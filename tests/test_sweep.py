@@ -77,7 +77,7 @@ PROGRESS = re.compile(
     r"\d+\.\d cores/s, ETA \d+ s"
 )
 DASHBOARD = re.compile(r"triage: Dask dashboard: http://\S+")
-SWEEP_ID = re.compile(r"(\d{4})(\d{2})(\d{2})T\d{6}Z-[0-9a-f]{6}")
+SWEEP_ID = re.compile(r"(\d{4})(\d{2})(\d{2})T\d{6}\.\d{6}Z-[0-9a-f]{6}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -73,10 +73,13 @@ class Summary:
 def new_sweep_info(
     config: SweepConfig, now: datetime | None = None, signature_version: int = SIGNATURE_VERSION
 ) -> SweepInfo:
+    """What the tasks of a new sweep share. Its id orders sweeps by when they started (the
+    dataset's latest row of a core is the one of the greatest id): to the microsecond, as two
+    sweeps may start within one second, then a random part for sweeps of several machines."""
     now = now or datetime.now(timezone.utc)
     return SweepInfo(
         signature_version=signature_version,
-        sweep_id=f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}",
+        sweep_id=f"{now:%Y%m%dT%H%M%S.%f}Z-{secrets.token_hex(3)}",
         sweep_date=f"{now:%Y-%m-%d}",
         time_limit=config.execution.time_limit,
         memory_limit_mb=config.execution.memory_limit_mb,
