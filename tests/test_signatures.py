@@ -223,6 +223,36 @@ def test_signature_is_the_same_with_and_without_native(
     assert reports(case.path).signature == reports(case.path, native=True).signature
 
 
+def _site_and_below(report: CoreReport) -> tuple[list, list]:
+    """The crashed thread's native frames newer than its newest Python frame, and its
+    physical native frames older than that."""
+    (thread,) = [t for t in report.threads if t.crashed]
+    newest_first = list(reversed(thread.frames))
+    python = next(i for i, f in enumerate(newest_first) if f.kind == "python")
+    above = [f for f in newest_first[:python] if f.kind == "native"]
+    below = [f for f in newest_first[python:] if f.kind == "native" and not f.inlined]
+    return above, below
+
+
+def test_without_native_the_crash_site_is_located_on_every_interpreter(
+    cores, interpreter: Interpreter, reports
+) -> None:
+    """On every interpreter (the sysroot's too): without --native, the crash site's frames
+    are those --native gives (names, files, lines, inlined calls), but the calls inlined
+    into the eval-loop frame, which only --native reads; the frames below the newest Python
+    frame are the same frames, named, without source location; the signature is the same,
+    all of its frames included."""
+    case = cores.crash(interpreter, "segv")
+    quick, full = reports(case.path), reports(case.path, native=True)
+    site, below = _site_and_below(quick)
+    site_full, below_full = _site_and_below(full)
+    physical = {f.address for f in site_full if not f.inlined}
+    assert site and site == [f for f in site_full if f.address in physical]
+    assert below and all((f.file, f.line) == ("???", None) for f in below)
+    assert [(f.function, f.address) for f in below] == [(f.function, f.address) for f in below_full]
+    assert quick.signature == full.signature
+
+
 def test_without_native_the_crash_site_has_source_lines_and_the_interpreter_none(
     cores, preferred_interp: Interpreter, reports
 ) -> None:
@@ -230,18 +260,9 @@ def test_without_native_the_crash_site_has_source_lines_and_the_interpreter_none
     frame carry file and line (the crash site: _ctypes' C code); the interpreter's frames
     below keep name and address only (file ???), and --native locates them too."""
     case = cores.crash(preferred_interp, "segv")
-
-    def split(report: CoreReport) -> tuple[list, list]:
-        (thread,) = [t for t in report.threads if t.crashed]
-        newest_first = list(reversed(thread.frames))
-        python = next(i for i, f in enumerate(newest_first) if f.kind == "python")
-        above = [f for f in newest_first[:python] if f.kind == "native"]
-        below = [f for f in newest_first[python:] if f.kind == "native" and not f.inlined]
-        return above, below
-
     (site, below), (site_full, below_full) = (
-        split(reports(case.path)),
-        split(reports(case.path, native=True)),
+        _site_and_below(reports(case.path)),
+        _site_and_below(reports(case.path, native=True)),
     )
     ctypes_site = [f for f in site if "/_ctypes" in (f.library or "")]
     assert ctypes_site and all(f.file.endswith(".c") and f.line for f in ctypes_site)

@@ -273,17 +273,25 @@ def normalise_frame(frame: FrameReport, program_root: str | None) -> str:
 
 def _frames(report: CoreReport, thread: ThreadReport, root: str | None) -> list[str]:
     """The thread's frames, newest first: its native ones only when it died of its own
-    doing (a fault, abort()), without the calls inlined into the frames older than its
-    newest Python frame: no rule reads those, and only `--native` reads their DWARF (the
-    same core signs alike with and without it)."""
+    doing (a fault, abort()). Calls inlined where no native frame is shown (into an eval-loop
+    frame, which gave way to its Python frames) or into frames older than the newest Python
+    frame are left out: no rule reads them, and only `--native` reads their DWARF, so a core
+    signs alike with and without it."""
     native = thread.crashed and report.signal is not None and report.signal.origin in SELF_INFLICTED
     newest_first = list(reversed(thread.frames))
     python = next((i for i, f in enumerate(newest_first) if f.kind == "python"), None)
-    return [
-        normalise_frame(f, root)
-        for i, f in enumerate(newest_first)
-        if f.kind == "python" or (native and not (f.inlined and python is not None and i > python))
-    ]
+    shown = {f.address for f in newest_first if f.kind == "native" and not f.inlined}
+
+    def kept(i: int, f: FrameReport) -> bool:
+        if f.kind == "python":
+            return True
+        if not native:
+            return False
+        if not f.inlined:
+            return True
+        return f.address in shown and (python is None or i < python)
+
+    return [normalise_frame(f, root) for i, f in enumerate(newest_first) if kept(i, f)]
 
 
 def compute_signature(report: CoreReport, rules: Rules) -> Signature | None:
