@@ -11,6 +11,7 @@ from typing import Any
 
 from triage.pipeline.query import FIRST_SWEEP_DATE, FIRST_SWEEP_ID, connect
 from triage.pipeline.schema import column
+from triage.pipeline.sink import FINAL_STATUSES
 
 
 @dataclass
@@ -97,7 +98,7 @@ ROWS = f"""
 LATEST = "sweep_id || ' ' || url"
 
 #: Statuses that are no failed analysis (sink.FINAL_STATUSES, as SQL).
-FINAL = "('ok', 'not_core')"
+FINAL = "(" + ", ".join(f"'{status}'" for status in sorted(FINAL_STATUSES)) + ")"
 
 
 def dataset_fleets(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:

@@ -97,7 +97,7 @@ def plan(config: SweepConfig, *, reprocess: bool = False, keep_failed: bool = Fa
         FINAL_STATUSES,
         dataset_index,
         latest_statuses,
-        signature_versions,
+        versions_in,
     )
     from triage.pipeline.sources import SourceError
 
@@ -110,7 +110,7 @@ def plan(config: SweepConfig, *, reprocess: bool = False, keep_failed: bool = Fa
     if config.output is not None:
         try:
             index = dataset_index(config.output.dataset, config.storage_options)
-            versions = signature_versions(config.output.dataset, config.storage_options)
+            versions = versions_in(index)
         except Exception as exc:  # pyarrow/fsspec raise many kinds
             raise SweepError(
                 f"cannot read the output dataset {config.output.dataset}: {_one_line(exc)}"

@@ -265,6 +265,7 @@ class IndexRow:
     core_id: str
     sweep_id: str
     status: str
+    signature_version: int | None = None
 
 
 def dataset_index(url: str, storage_options: dict[str, Any] | None = None) -> list[IndexRow]:
@@ -273,15 +274,21 @@ def dataset_index(url: str, storage_options: dict[str, Any] | None = None) -> li
     dataset = open_dataset(url, storage_options)
     if dataset is None:
         return []
+    import pyarrow.dataset as ds
+
+    wanted = {name: ds.field(name) for name in ("core_id", "sweep_id", "status")}
+    wanted["signature_version"] = ds.field("report", "signature", "version")
     rows = []
     for fragment in dataset.get_fragments():
-        table = fragment.to_table(columns=list(_INDEX_COLUMNS), use_threads=False)
-        columns = [table.column(name).to_pylist() for name in _INDEX_COLUMNS]
+        table = fragment.to_table(columns=wanted, use_threads=False)
+        columns = [table.column(name).to_pylist() for name in wanted]
         rows += [IndexRow(fragment.path, *values) for values in zip(*columns, strict=True)]
     return rows
 
 
-_INDEX_COLUMNS = ("core_id", "sweep_id", "status")
+def versions_in(index: list[IndexRow]) -> set[int]:
+    """The signature versions the rows of `index` hold."""
+    return {row.signature_version for row in index if row.signature_version is not None}
 
 
 def latest_statuses(index: list[IndexRow]) -> dict[str, str]:
@@ -338,15 +345,8 @@ def remove_rows(
 
 
 def signature_versions(url: str, storage_options: dict[str, Any] | None = None) -> set[int]:
-    """The signature versions the dataset at `url` holds (reads only that column)."""
-    import pyarrow.dataset as ds
-
-    dataset = open_dataset(url, storage_options)
-    if dataset is None:
-        return set()
-    version = {"version": ds.field("report", "signature", "version")}
-    table = dataset.to_table(columns=version, use_threads=False)
-    return {v for v in table.column("version").to_pylist() if v is not None}
+    """The signature versions the dataset at `url` holds."""
+    return versions_in(dataset_index(url, storage_options))
 
 
 def read_records(
