@@ -23,9 +23,12 @@ def test_exit_handlers_run_through_atexit_hook():
 
 
 def test_dask_reads_the_forkserver_preload_flag():
+    import inspect
+
     import distributed.utils
 
     assert compat.forkserver_preload_flag()
+    assert "_forkserver_preload_set" in inspect.getsource(distributed.utils)
     saved = distributed.utils._forkserver_preload_set
     try:
         assert compat.mark_forkserver_preloaded()
