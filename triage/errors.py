@@ -74,3 +74,9 @@ class UnexpectedObject(ReadError):
 #: instead of failing catch these, and nothing else: a missing layout member (KeyError) or
 #: an index out of range is a bug and must be seen.
 READ_ERRORS = (ReadError, ValueError, OverflowError)
+
+
+def error_detail(exc: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())

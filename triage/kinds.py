@@ -65,6 +65,5 @@ ErrorKind = Literal[CoreErrorKind, SweepErrorKind]
 
 SweepStatus = Literal["ok", ErrorKind]
 
-CORE_ERROR_KINDS: frozenset[str] = frozenset(get_args(CoreErrorKind))
 ERROR_KINDS: frozenset[str] = frozenset(get_args(ErrorKind))
 SWEEP_STATUSES: frozenset[str] = frozenset(get_args(SweepStatus))

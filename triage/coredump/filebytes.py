@@ -9,6 +9,7 @@ the analysis works whatever the file's size, only slower.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 from collections import OrderedDict
@@ -87,6 +88,6 @@ def map_file(fd: int) -> mmap.mmap | FileBytes:
     try:
         return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     except (OSError, OverflowError, MemoryError) as exc:
-        if not size or (isinstance(exc, OSError) and exc.errno not in (None, 12)):  # ENOMEM
+        if not size or (isinstance(exc, OSError) and exc.errno not in (None, errno.ENOMEM)):
             raise
     return FileBytes(os.dup(fd), size)

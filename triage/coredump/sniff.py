@@ -13,11 +13,7 @@ import io
 
 from triage.coredump import elf
 from triage.coredump.source import decompressor, sniff
-
-
-def _error_detail(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
+from triage.errors import error_detail
 
 
 def sniff_core(head: bytes) -> tuple[str, str | None]:
@@ -36,7 +32,7 @@ def sniff_core(head: bytes) -> tuple[str, str | None]:
         elf_head, ended = _decompress_head(head, compression)
     except Exception as exc:
         return compression, (
-            f"{_an(compression)} archive that cannot be decompressed ({_error_detail(exc)})"
+            f"{_an(compression)} archive that cannot be decompressed ({error_detail(exc)})"
         )
     if not elf_head:
         if ended:

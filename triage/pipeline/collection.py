@@ -33,10 +33,10 @@ import signal as signal_module
 from dataclasses import dataclass, field
 from typing import Any
 
+from triage.errors import error_detail
 from triage.pipeline.sources import (
     EPOCH,
     CoreObject,
-    error_detail,
     filesystem_of,
     is_local_url,
     iso_utc,

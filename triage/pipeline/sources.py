@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from triage.errors import TriageError
+from triage.errors import TriageError, error_detail
 from triage.kinds import ErrorKind
 
 if TYPE_CHECKING:
@@ -184,11 +184,6 @@ def _canonical(fs: AbstractFileSystem, path: str, local: bool) -> str:
     if local:
         return os.path.abspath(path)
     return fs.unstrip_protocol(path)
-
-
-def error_detail(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
 
 
 def _is_connection_error(exc: BaseException | None) -> bool:
