@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal as _signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -38,6 +39,23 @@ def signal_name(number: int) -> str:
         if _signal.SIGRTMIN <= number <= _signal.SIGRTMAX:
             return f"SIGRTMIN+{number - _signal.SIGRTMIN}"
         return f"SIG{number}"
+
+
+def signal_number(text: str) -> int:
+    """The number of a signal as people write it: SIGSEGV, SEGV, segv, 11, SIGRTMIN+2 (the
+    names `signal_name` gives). ValueError for anything else."""
+    name = text.strip().upper()
+    if name.isdigit():
+        return int(name)
+    name = name if name.startswith("SIG") else "SIG" + name
+    if name.startswith("SIGRTMIN+") and name[9:].isdigit():
+        number = _signal.SIGRTMIN + int(name[9:])
+        if number <= _signal.SIGRTMAX:
+            return number
+    try:
+        return int(_signal.Signals[name])
+    except KeyError:
+        raise ValueError(f"unknown signal {json.dumps(text)}") from None
 
 
 @dataclass(frozen=True, slots=True)

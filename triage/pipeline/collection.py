@@ -29,10 +29,10 @@ import errno
 import json
 import os
 import re
-import signal as signal_module
 from dataclasses import dataclass, field
 from typing import Any
 
+from triage.coredump.signals import signal_number
 from triage.errors import error_detail
 from triage.pipeline.sources import (
     EPOCH,
@@ -166,13 +166,8 @@ def _to_int(value: Any) -> int:
 
 
 def _to_signal(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isalpha():
-        name = value.strip().upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        try:
-            return int(signal_module.Signals[name])
-        except KeyError:
-            raise ValueError(f"unknown signal {json.dumps(value)}") from None
+    if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+        return signal_number(value)  # SIGSEGV, SEGV, SIGRTMIN+2; ValueError says which
     return _to_int(value)
 
 

@@ -8,6 +8,8 @@ import datetime as dt
 import re
 import signal as signal_module
 
+from triage.coredump.signals import signal_name, signal_number
+
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -46,17 +48,16 @@ def parse_signal(value: str | None) -> str | None:
     """A signal as the dataset names it (SIGSEGV) from SIGSEGV, SEGV, segv or 11; or None."""
     if value is None:
         return None
-    text = value.strip().upper()
     try:
-        if text.isdigit():
-            return signal_module.Signals(int(text)).name
-        name = text if text.startswith("SIG") else "SIG" + text
-        return signal_module.Signals[name].name
-    except (KeyError, ValueError):
+        number = signal_number(value)
+        if not 0 < number <= signal_module.SIGRTMAX:
+            raise ValueError(value)
+    except ValueError:
         raise FilterError(
             f"--signal {value}: unknown signal; give a name or a number, one of "
             f"{', '.join(signal_names())} (SIG may be left out: SEGV)"
         ) from None
+    return signal_name(number)
 
 
 def check_fleet(fleet: str | None, fleets: list[str], dataset: str) -> None:
